@@ -1,0 +1,28 @@
+# Two set-up commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Eight fake CPU devices so sharding code runs on a laptop or CI machine.
+TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu
+
+.PHONY: install test demo bench clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(TEST_ENV) $(PY) -m pytest -q tests
+
+demo: install
+	TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu bash launch/demo.sh
+
+bench: install
+	$(TEST_ENV) $(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

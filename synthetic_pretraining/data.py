@@ -1,0 +1,218 @@
+"""Input pipeline: SeqIO task -> feature converter -> per-process batches -> global jax.Arrays.
+
+Each process reads its own shard of the task (`seqio.ShardInfo`) and its slice of the global
+batch; `make_array_from_process_local_data` assembles the global array sharded over 'data'.
+The tf.data iterator is checkpointable, so a resumed run continues from the same data position.
+"""
+import dataclasses
+import difflib
+import importlib
+import logging
+import os
+from typing import Dict, Mapping, Optional
+
+import gin
+import jax
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from synthetic_pretraining import partitioning
+
+
+@gin.configurable
+@dataclasses.dataclass
+class DatasetConfig:
+  """What to read (t5x's `utils.DatasetConfig`).
+
+  Attributes:
+    mixture_or_task_name: a registered SeqIO task or mixture.
+    task_feature_lengths: {'inputs': N, 'targets': M}; longer examples are cut (and counted).
+    split: 'train', 'validation', 'test', ...
+    batch_size: global batch size (all processes together).
+    shuffle: shuffle the task's data (train).
+    seed: data seed; None is the run's seed.
+    pack: pack several examples per row (seqio's encoder-decoder packing).
+    use_cached: read a SeqIO cache instead of running preprocessors.
+    module: module to import first so that the task is registered (MIXTURE_OR_TASK_MODULE).
+  """
+  mixture_or_task_name: str = gin.REQUIRED
+  task_feature_lengths: Mapping[str, int] = gin.REQUIRED
+  split: str = "train"
+  batch_size: int = gin.REQUIRED
+  shuffle: bool = True
+  seed: Optional[int] = None
+  pack: bool = False
+  use_cached: bool = False
+  module: Optional[str] = None
+
+
+class UnknownTaskError(ValueError):
+  """MIXTURE_OR_TASK_NAME names no registered task or mixture."""
+
+
+def import_task_modules(modules) -> None:
+  """Imports MIXTURE_OR_TASK_MODULE (a name or a list of names) so its tasks get registered."""
+  if not modules:
+    return
+  for name in [modules] if isinstance(modules, str) else modules:
+    importlib.import_module(name)
+
+
+def get_mixture_or_task(name: str, module: Optional[str] = None):
+  """Looks up a task or mixture, with a helpful error for names that are not registered."""
+  import_task_modules(module)
+  try:
+    return seqio.get_mixture_or_task(name)
+  except ValueError:
+    known = sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+    close = difflib.get_close_matches(name, known, n=5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    module_hint = (f" (MIXTURE_OR_TASK_MODULE={module!r} was imported)" if module else
+                   " Set MIXTURE_OR_TASK_MODULE (e.g. 'tasks') so the task gets registered.")
+    raise UnknownTaskError(f"Unknown task or mixture {name!r}.{hint}{module_hint} "
+                     f"{len(known)} names are registered.") from None
+
+
+class TruncationCounter:
+  """Counts examples and tokens that the feature lengths cut off, per feature.
+
+  The counts are kept in tf.Variables updated inside the tf.data pipeline, so that cutting is
+  reported without a second pass over the data.
+  """
+
+  def __init__(self, feature_lengths: Mapping[str, int]):
+    self.feature_lengths = dict(feature_lengths)
+    self.examples = {k: tf.Variable(0, dtype=tf.int64, trainable=False) for k in feature_lengths}
+    self.tokens = {k: tf.Variable(0, dtype=tf.int64, trainable=False) for k in feature_lengths}
+    self.seen = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+  def count(self, example):
+    self.seen.assign_add(1)
+    for key, limit in self.feature_lengths.items():
+      if key in example:
+        excess = tf.maximum(tf.cast(tf.size(example[key]), tf.int64) - limit, 0)
+        self.examples[key].assign_add(tf.cast(excess > 0, tf.int64))
+        self.tokens[key].assign_add(excess)
+    return example
+
+  def totals(self) -> Dict[str, int]:
+    out = {"examples_seen": int(self.seen.numpy())}
+    for key in self.feature_lengths:
+      out[f"{key}_examples_cut"] = int(self.examples[key].numpy())
+      out[f"{key}_tokens_cut"] = int(self.tokens[key].numpy())
+    return out
+
+
+def _untrimmed_examples(task, cfg: DatasetConfig, *, seed, shard_info, num_epochs):
+  """The task's examples before the feature lengths cut them, so cutting can be counted.
+
+  Preprocessors that shape examples to the lengths themselves (span corruption, say) cannot run
+  without them; such tasks get the lengths, and their examples fit by construction.
+  """
+  kwargs = dict(split=cfg.split, use_cached=cfg.use_cached, shuffle=cfg.shuffle,
+                seed=cfg.seed if cfg.seed is not None else seed, shard_info=shard_info,
+                num_epochs=num_epochs, trim_output_features=False)
+  try:
+    return task.get_dataset(sequence_length=None, **kwargs)
+  except (TypeError, KeyError, ValueError) as e:
+    logging.info("Task %s needs its feature lengths in preprocessing (%s); passing them.",
+                 task.name, e)
+    return task.get_dataset(sequence_length=dict(cfg.task_feature_lengths), **kwargs)
+
+
+def _trim(example, lengths: Mapping[str, int], output_features):
+  """Cuts features to their lengths, keeping a final EOS where the feature ends with one."""
+  out = dict(example)
+  for key, limit in lengths.items():
+    if key not in example:
+      continue
+    x = example[key]
+    feature = output_features.get(key)
+    if feature is not None and feature.add_eos:
+      eos = tf.constant([feature.vocabulary.eos_id], dtype=x.dtype)
+      cut = tf.concat([x[: limit - 1], eos], axis=0)
+    else:
+      cut = x[:limit]
+    out[key] = tf.cond(tf.size(x) > limit, lambda c=cut: c, lambda x=x: x)
+  return out
+
+
+def build_dataset(cfg: DatasetConfig, *, seed: int, shard_info: seqio.ShardInfo,
+                  num_epochs: Optional[int], counter: Optional[TruncationCounter] = None,
+                  drop_remainder: bool = True) -> tf.data.Dataset:
+  """Per-process batches of model features for one process's shard of the data."""
+  task = get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
+  if cfg.batch_size % shard_info.num_shards:
+    raise ValueError(f"BATCH_SIZE={cfg.batch_size} is not divisible by the number of processes "
+                     f"({shard_info.num_shards}).")
+  ds = _untrimmed_examples(task, cfg, seed=seed, shard_info=shard_info, num_epochs=num_epochs)
+  if counter is not None:
+    ds = ds.map(counter.count)
+  ds = ds.map(lambda ex: _trim(ex, cfg.task_feature_lengths, task.output_features))
+  converter = seqio.EncDecFeatureConverter(pack=cfg.pack)
+  ds = converter(ds, cfg.task_feature_lengths)
+  ds = ds.batch(cfg.batch_size // shard_info.num_shards, drop_remainder=drop_remainder)
+  options = tf.data.Options()
+  # Examples are pure functions of their position, so state outside tf.data (python generators,
+  # the truncation counters) need not be saved with the iterator.
+  options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+  options.deterministic = True
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+class CheckpointableIterator:
+  """A tf.data iterator yielding numpy batches, whose position can be saved and restored."""
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self._iterator = iter(dataset)
+    self._checkpoint = tf.train.Checkpoint(iterator=self._iterator)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> Dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in next(self._iterator).items()}
+
+  def save(self, prefix: str) -> None:
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    self._checkpoint.write(prefix)
+
+  def restore(self, prefix: str) -> None:
+    self._checkpoint.read(prefix).assert_consumed()
+
+
+def shard_info() -> seqio.ShardInfo:
+  """This process's shard of the data: one shard per JAX process."""
+  return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+
+
+def to_global_batch(local_batch: Mapping[str, np.ndarray],
+                    partitioner: partitioning.PjitPartitioner) -> Dict[str, jax.Array]:
+  """Assembles the processes' slices into global arrays sharded over the 'data' axis."""
+  return {k: jax.make_array_from_process_local_data(partitioner.batch_sharding(v.ndim), v)
+          for k, v in local_batch.items()}
+
+
+def pad_batch(batch: Mapping[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
+  """Pads a short final eval batch with all-zero rows (zero loss weight, so they do not count)."""
+  n = next(iter(batch.values())).shape[0]
+  if n == batch_size:
+    return dict(batch)
+  return {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+          for k, v in batch.items()}
+
+
+def log_truncation(counter: TruncationCounter, split: str, warned: set) -> Dict[str, int]:
+  """Warns once per feature when examples were cut, and returns the running totals."""
+  totals = counter.totals()
+  for key in counter.feature_lengths:
+    cut = totals[f"{key}_examples_cut"]
+    if cut and key not in warned:
+      warned.add(key)
+      logging.warning(
+          "TASK_FEATURE_LENGTHS[%r]=%d cuts examples short on the %s split: %d of %d examples so "
+          "far lost %d tokens. Raise the length to keep them whole.", key,
+          counter.feature_lengths[key], split, cut, totals["examples_seen"],
+          totals[f"{key}_tokens_cut"])
+  return totals

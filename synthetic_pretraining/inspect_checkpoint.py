@@ -1,0 +1,90 @@
+"""Prints a checkpoint's step and each parameter's path, shape, dtype, mean and std.
+
+  python -m synthetic_pretraining.inspect_checkpoint runs/set/checkpoint_1000
+  python -m synthetic_pretraining.inspect_checkpoint runs/set --json   # latest checkpoint
+
+PATH is one of our checkpoints (a `checkpoint_<step>` directory, a MODEL_DIR, or a params-only
+checkpoint) or a t5x checkpoint. Statistics are computed one parameter at a time, in float64.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Dict, Iterator, Tuple
+
+import numpy as np
+
+from synthetic_pretraining import checkpoints
+
+
+def _our_params(step_dir: str) -> Iterator[Tuple[str, np.ndarray]]:
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  metadata = checkpoints.params_metadata(step_dir)
+  # Restore as host numpy arrays (no device placement), one whole tree: checkpoints inspected
+  # here are ones a host can hold; statistics are still taken parameter by parameter.
+  restored = ocp.PyTreeCheckpointer().restore(
+      os.path.join(os.path.abspath(step_dir), "params"),
+      args=ocp.args.PyTreeRestore(restore_args=traverse_util.unflatten_dict(
+          {k: ocp.RestoreArgs(restore_type=np.ndarray) for k in metadata}, sep="/")))
+  for name, value in sorted(traverse_util.flatten_dict(restored, sep="/").items()):
+    yield name, np.asarray(value)
+
+
+def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
+  """(step, iterator of (path, array)) for our checkpoints and t5x ones."""
+  if checkpoints.is_checkpoint_dir(path):
+    return int(checkpoints.read_meta(path).get("step", 0)), _our_params(path)
+  latest = checkpoints.latest_checkpoint_step_dir(path) if os.path.isdir(path) else None
+  if latest is not None:
+    return int(checkpoints.read_meta(latest).get("step", 0)), _our_params(latest)
+  try:
+    from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    sources = None
+  if sources is not None and hasattr(sources, "load_t5x_params"):
+    step, flat = sources.load_t5x_params(path)
+    return step, iter(sorted(flat.items()))
+  raise FileNotFoundError(f"{path} is not a checkpoint: expected a checkpoint_<step> directory, "
+                          "a MODEL_DIR containing them, or a t5x checkpoint.")
+
+
+def describe(path: str) -> Dict:
+  """{'step': int, 'params': [{'path', 'shape', 'dtype', 'mean', 'std'}, ...]}."""
+  step, params = load(path)
+  rows = []
+  for name, value in params:
+    as64 = value.astype(np.float64)
+    rows.append({"path": name, "shape": list(value.shape), "dtype": str(value.dtype),
+                 "mean": float(as64.mean()) if value.size else float("nan"),
+                 "std": float(as64.std()) if value.size else float("nan")})
+  return {"step": step, "params": rows}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("path", help="checkpoint directory, MODEL_DIR or t5x checkpoint")
+  parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+  args = parser.parse_args(argv)
+  logging.getLogger("absl").setLevel(logging.ERROR)
+  try:
+    info = describe(args.path)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  if args.json:
+    json.dump(info, sys.stdout)
+    print()
+    return 0
+  print(f"step {info['step']}  ({len(info['params'])} parameters, "
+        f"{sum(int(np.prod(p['shape'])) for p in info['params']):,} values)")
+  width = max((len(p["path"]) for p in info["params"]), default=10)
+  for p in info["params"]:
+    print(f"{p['path']:<{width}}  {str(tuple(p['shape'])):>16}  {p['dtype']:<8}  "
+          f"mean {p['mean']:+.6e}  std {p['std']:.6e}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,127 @@
+"""Encoder-decoder model: initialisation, t5x's loss and teacher-forced metrics."""
+import dataclasses
+from typing import Mapping, Optional, Union
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+
+from synthetic_pretraining import network
+from synthetic_pretraining import vocabularies
+
+Batch = Mapping[str, jax.Array]
+NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
+
+
+def cross_entropy_with_logits(logits, targets, weights, z_loss: float = 0.0,
+                              label_smoothing: float = 0.0):
+  """Per-token cross-entropy (with t5x's z-loss and label smoothing) and its z-loss part.
+
+  Label smoothing puts `label_smoothing` mass uniformly on the other classes and subtracts the
+  entropy of that target distribution, so a perfect prediction has loss 0 as in t5x.
+  """
+  vocab = logits.shape[-1]
+  confidence = 1.0 - label_smoothing
+  low = label_smoothing / (vocab - 1)
+  normalizer = -(confidence * jnp.log(confidence) +
+                 (vocab - 1) * low * jnp.log(low + 1e-20)) if label_smoothing else 0.0
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  if label_smoothing:
+    smooth_logit = confidence * target_logit + low * (jnp.sum(logits, -1) - target_logit)
+  else:
+    smooth_logit = target_logit
+  z_term = z_loss * jnp.square(log_z)
+  loss = (log_z - smooth_logit - normalizer + z_term) * weights
+  return loss, z_term * weights
+
+
+@gin.configurable
+@dataclasses.dataclass
+class EncoderDecoderModel:
+  """T5 encoder-decoder with t5x's loss: summed token cross-entropy over non-padding targets.
+
+  Attributes:
+    config: the network architecture.
+    z_loss: coefficient of log(Z)^2 (t5x default 1e-4; the paper's pretraining used 0).
+    label_smoothing: as t5x.
+    loss_normalizing_factor: None (sum, as the paper), a number to divide by, or
+      'NUM_REAL_TARGET_TOKENS' (mean over non-padding targets).
+  """
+  config: network.T5Config = dataclasses.field(default_factory=network.T5Config)
+  z_loss: float = 1e-4
+  label_smoothing: float = 0.0
+  loss_normalizing_factor: Optional[Union[float, str]] = None
+
+  def __post_init__(self):
+    if self.config.vocab_size is None:
+      size = vocabularies.VOCABULARY.vocab_size
+      self.config = dataclasses.replace(self.config, vocab_size=-(-size // 128) * 128)
+    self.module = network.Transformer(self.config)
+
+  def _dummy_batch(self, batch_size: int = 1, input_length: int = 1, target_length: int = 1):
+    return (jnp.ones((batch_size, input_length), jnp.int32),
+            jnp.ones((batch_size, target_length), jnp.int32))
+
+  def init_boxed(self, rng: jax.Array):
+    """Initial parameters, still boxed with their logical axis names."""
+    inputs, targets = self._dummy_batch()
+    return self.module.init({"params": rng}, inputs, targets, deterministic=True)["params"]
+
+  def init_params(self, rng: jax.Array):
+    """Initial parameters (a nested dict with t5x's paths), unboxed."""
+    return nn.meta.unbox(self.init_boxed(rng))
+
+  def logical_axes(self):
+    """Tree of logical `PartitionSpec`s, one per parameter, from an abstract initialisation."""
+    abstract = jax.eval_shape(self.init_boxed, jax.random.key(0))
+    return nn.get_partition_spec(abstract)
+
+  def logits(self, params, batch: Batch, dropout_rng=None):
+    """Teacher-forced logits; dropout is on when `dropout_rng` is given."""
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
+    return self.module.apply(
+        {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+        batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
+        deterministic=dropout_rng is None, rngs=rngs)
+
+  def loss_and_metrics(self, params, batch: Batch, dropout_rng=None):
+    """Returns (loss, metric sums): sums so that several batches or hosts can be added up."""
+    logits = self.logits(params, batch, dropout_rng)
+    targets = batch["decoder_target_tokens"]
+    weights = batch.get("decoder_loss_weights")
+    weights = (targets > 0) if weights is None else weights
+    weights = jnp.asarray(weights, jnp.float32)
+    token_loss, token_z = cross_entropy_with_logits(logits, targets, weights, self.z_loss,
+                                                    self.label_smoothing)
+    loss = jnp.sum(token_loss)
+    num_tokens = jnp.sum(weights)
+    if self.loss_normalizing_factor == NUM_REAL_TARGET_TOKENS:
+      loss = loss / jnp.maximum(num_tokens, 1.0)
+    elif self.loss_normalizing_factor is not None:
+      loss = loss / self.loss_normalizing_factor
+    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32) * weights
+    seq_correct = jnp.all((correct > 0) | (weights == 0), axis=-1) & (jnp.sum(weights, -1) > 0)
+    metrics = {
+        "loss_sum": jnp.sum(token_loss),
+        "z_loss_sum": jnp.sum(token_z),
+        "correct_tokens": jnp.sum(correct),
+        "num_tokens": num_tokens,
+        "correct_sequences": jnp.sum(seq_correct.astype(jnp.float32)),
+        "num_sequences": jnp.sum((jnp.sum(weights, -1) > 0).astype(jnp.float32)),
+    }
+    return loss, metrics
+
+
+def summarize_metrics(sums: Mapping[str, float]) -> dict:
+  """Turns metric sums into reported values: per-token loss, token and sequence accuracy."""
+  num_tokens = max(float(sums["num_tokens"]), 1.0)
+  return {
+      "loss": float(sums["loss_sum"]) / num_tokens,
+      "z_loss": float(sums["z_loss_sum"]) / num_tokens,
+      "cross_ent_loss": (float(sums["loss_sum"]) - float(sums["z_loss_sum"])) / num_tokens,
+      "accuracy": float(sums["correct_tokens"]) / num_tokens,
+      "sequence_accuracy": float(sums["correct_sequences"]) / max(float(sums["num_sequences"]), 1.0),
+      "num_tokens": float(sums["num_tokens"]),
+  }

@@ -1,0 +1,22 @@
+"""Test set-up: 8 fake CPU devices, the toy task importable, gin state cleared between tests."""
+import os
+import sys
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gin  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+
+from synthetic_pretraining import vocabularies  # pylint: disable=wrong-import-position
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  vocabularies.VOCABULARY.reset()
+  yield
+  gin.clear_config()
+  vocabularies.VOCABULARY.reset()

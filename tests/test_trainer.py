@@ -1,0 +1,142 @@
+"""End to end through the train binary: learning, resumption, outputs and clear errors."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import toy_tasks
+
+from synthetic_pretraining import checkpoints
+from synthetic_pretraining import eval as eval_binary  # pylint: disable=unused-import
+from synthetic_pretraining import inspect_checkpoint
+from synthetic_pretraining import train
+from synthetic_pretraining import trainer as trainer_lib
+
+
+def _args(model_dir, steps, *extra, lengths="{'inputs': 12, 'targets': 12}"):
+  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=16",
+          f"--gin.TASK_FEATURE_LENGTHS={lengths}", "--gin.EVAL_STEPS=4",
+          "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128", *extra]
+
+
+def _records(model_dir, kind):
+  with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+    return [r for r in map(json.loads, f) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp("run") / "toy")
+  assert train.main(_args(model_dir, 150, "--gin.EVAL_PERIOD=50", "--gin.LOG_PERIOD=25",
+                          "--gin.CHECKPOINT_PERIOD=50", "--gin.KEEP_CHECKPOINTS=2")) == 0
+  return model_dir
+
+
+def test_loss_falls_and_run_directory_is_complete(trained_dir):
+  train_records = _records(trained_dir, "train")
+  assert train_records[-1]["loss"] < 0.7 * train_records[0]["loss"]
+  evals = _records(trained_dir, "eval")
+  assert [r["step"] for r in evals] == [50, 100, 150]
+  assert evals[-1]["accuracy"] > evals[0]["accuracy"]
+  assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
+  assert sorted(os.listdir(os.path.join(trained_dir, "data_iterators"))) == ["step_100", "step_150"]
+  assert os.listdir(os.path.join(trained_dir, "train"))
+  assert os.listdir(os.path.join(trained_dir, "training_eval", toy_tasks.TOY_TASK))
+  config = open(os.path.join(trained_dir, "config.gin")).read()
+  assert "TRAIN_STEPS = 150" in config and "emb_dim = 64" in config
+
+
+def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path):
+  whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+  common = ("--gin.CHECKPOINT_PERIOD=4", "--gin.EVAL_PERIOD=1000", "--gin.LOG_PERIOD=2")
+  assert train.main(_args(whole, 10, *common)) == 0
+  assert train.main(_args(parts, 6, *common)) == 0
+  assert train.main(_args(parts, 10, *common)) == 0
+  a = inspect_checkpoint.describe(checkpoints.step_dir(whole, 10))
+  b = inspect_checkpoint.describe(checkpoints.step_dir(parts, 10))
+  assert a == b
+  _, params_a = inspect_checkpoint.load(checkpoints.step_dir(whole, 10))
+  _, params_b = inspect_checkpoint.load(checkpoints.step_dir(parts, 10))
+  for (name_a, x), (name_b, y) in zip(params_a, params_b):
+    assert name_a == name_b
+    np.testing.assert_array_equal(x, y)
+  losses = lambda d: [r["loss"] for r in _records(d, "train") if r["step"] > 6]
+  assert losses(whole) == losses(parts)
+
+
+def test_inspect_checkpoint_json(trained_dir, capsys):
+  assert inspect_checkpoint.main([trained_dir, "--json"]) == 0
+  info = json.loads(capsys.readouterr().out)
+  assert info["step"] == 150
+  by_path = {p["path"]: p for p in info["params"]}
+  assert len(by_path) == 47
+  assert by_path["token_embedder/embedding"]["shape"] == [384, 64]
+  _, params = inspect_checkpoint.load(trained_dir)
+  scale = dict(params)["encoder/encoder_norm/scale"].astype(np.float64)
+  assert by_path["encoder/encoder_norm/scale"]["mean"] == pytest.approx(scale.mean(), rel=1e-12)
+  assert by_path["encoder/encoder_norm/scale"]["std"] == pytest.approx(scale.std(), rel=1e-12)
+
+
+def test_initial_checkpoint_all_but_embedding(trained_dir):
+  args = _args("/unused", 1)
+  from synthetic_pretraining import gin_utils  # pylint: disable=import-outside-toplevel
+  files = [a.split("=", 1)[1] for a in args if a.startswith("--gin_file")]
+  bindings = [a[len("--gin."):].replace("=", " = ", 1) for a in args if a.startswith("--gin.")]
+  gin_utils.parse(files, bindings)
+  import gin  # pylint: disable=import-outside-toplevel
+  model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+  tr = trainer_lib.Trainer(model, trainer_lib.partitioning.PjitPartitioner(num_partitions=2),
+                           trainer_lib.optimizers.create_optimizer(), seed=1)
+  loaded = tr.params_from_checkpoint(trained_dir, "all_but_embedding")
+  everything = tr.params_from_checkpoint(trained_dir, "all")
+  fresh = tr.random_params()
+  np.testing.assert_array_equal(loaded["token_embedder"]["embedding"],
+                                fresh["token_embedder"]["embedding"])
+  np.testing.assert_array_equal(loaded["encoder"]["layers_0"]["mlp"]["wi"]["kernel"],
+                                everything["encoder"]["layers_0"]["mlp"]["wi"]["kernel"])
+  assert not np.array_equal(everything["token_embedder"]["embedding"],
+                            fresh["token_embedder"]["embedding"])
+  assert loaded["encoder"]["layers_0"]["mlp"]["wi"]["kernel"].sharding.spec[1] == "model"
+
+
+def test_eval_binary_scores_a_checkpoint(trained_dir, tmp_path):
+  out = str(tmp_path / "eval")
+  args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/eval.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.CHECKPOINT_PATH='{trained_dir}'",
+          f"--gin.EVAL_OUTPUT_DIR='{out}'", "--gin.BATCH_SIZE=16",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+          "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
+  assert train.main(args, entry_point=trainer_lib.evaluate_checkpoint) == 0
+  record = _records(out, "eval")[0]
+  assert record["step"] == 150
+  assert record["accuracy"] == pytest.approx(_records(trained_dir, "eval")[-1]["accuracy"], abs=0.05)
+
+
+def test_clear_errors(trained_dir, tmp_path, capsys):
+  assert train.main(_args(str(tmp_path / "a"), 2, "--gin.MIXTURE_OR_TASK_NAME='toy_revers'")) == 1
+  assert "Did you mean 'toy_reverse'" in capsys.readouterr().err
+  assert train.main(_args(str(tmp_path / "b"), 2, "--gin.TRAIN_STEP=5")) == 1
+  assert "Did you mean TRAIN_STEPS" in capsys.readouterr().err
+  assert train.main(_args(str(tmp_path / "c"), 2, "--gin.trainer.train.total_step=5")) == 1
+  assert "total_step" in capsys.readouterr().err
+  # A MODEL_DIR holding a checkpoint of another architecture names the parameters that differ.
+  assert train.main(_args(trained_dir, 200, "--gin.network.T5Config.mlp_dim=96")) == 1
+  err = capsys.readouterr().err
+  assert "another architecture" in err and "encoder/layers_0/mlp/wi/kernel" in err
+  assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
+
+
+def test_cut_examples_are_reported(tmp_path, capfd):
+  model_dir = str(tmp_path / "cut")
+  assert train.main(_args(model_dir, 2, "--gin.LOG_PERIOD=1", "--gin.EVAL_PERIOD=1000",
+                          lengths="{'inputs': 5, 'targets': 12}")) == 0
+  record = _records(model_dir, "train")[-1]
+  assert record["truncation/inputs_examples_cut"] > 0
+  assert record["truncation/inputs_tokens_cut"] >= record["truncation/inputs_examples_cut"]
+  assert record["truncation/targets_examples_cut"] == 0
+  assert "TASK_FEATURE_LENGTHS['inputs']=5 cuts examples short" in capfd.readouterr().err
