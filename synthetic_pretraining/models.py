@@ -7,6 +7,7 @@ import gin
 import jax
 import jax.numpy as jnp
 
+from synthetic_pretraining import decoding
 from synthetic_pretraining import network
 from synthetic_pretraining import vocabularies
 
@@ -112,6 +113,41 @@ class EncoderDecoderModel:
         "num_sequences": jnp.sum((jnp.sum(weights, -1) > 0).astype(jnp.float32)),
     }
     return loss, metrics
+
+
+  def _decode_cache(self, params, encoded, encoder_tokens, max_length: int):
+    """A zeroed key/value cache for `max_length` decoding steps."""
+    dummy = jnp.zeros((encoder_tokens.shape[0], max_length), jnp.int32)
+    _, variables = self.module.apply({"params": params}, encoded, encoder_tokens, dummy,
+                                     decode=True, max_decode_length=max_length,
+                                     mutable=["cache"], method=network.Transformer.decode)
+    return variables["cache"]
+
+  def predict_batch(self, params, batch: Batch, *, max_decode_length: int,
+                    num_decodes: int = 1, alpha: float = 0.6, eos_id: int = 1):
+    """Decodes `batch['encoder_input_tokens']`: greedy when num_decodes == 1, else beam search.
+
+    Returns [batch, max_decode_length] ids of the best hypothesis (0 after EOS).
+    """
+    tokens = batch["encoder_input_tokens"]
+    encoded = self.module.apply({"params": params}, tokens, batch.get("encoder_segment_ids"),
+                                method=network.Transformer.encode)
+    if num_decodes > 1:
+      encoded = jnp.repeat(encoded, num_decodes, axis=0)
+      tokens = jnp.repeat(tokens, num_decodes, axis=0)
+    cache = self._decode_cache(params, encoded, tokens, max_decode_length)
+
+    def step_fn(previous, cache):
+      logits, variables = self.module.apply(
+          {"params": params, "cache": cache}, encoded, tokens, previous, decode=True,
+          max_decode_length=max_decode_length, mutable=["cache"], method=network.Transformer.decode)
+      return logits[:, -1], variables["cache"]
+
+    if num_decodes == 1:
+      return decoding.greedy(step_fn, cache, tokens.shape[0], max_decode_length, eos_id)
+    seqs, _ = decoding.beam_search(step_fn, cache, batch["encoder_input_tokens"].shape[0],
+                                   num_decodes, max_decode_length, eos_id, alpha)
+    return seqs[:, 0]
 
 
 def summarize_metrics(sums: Mapping[str, float]) -> dict:

@@ -131,13 +131,15 @@ class Decoder(nn.Module):
     if decode:
       # One new token per call: its position is the decoder's step counter; it may attend to
       # every cached position up to and including itself.
+      # The first call (with full-length dummy inputs) only creates the cache.
+      initialised = self.has_variable("cache", "position")
       position = self.variable("cache", "position", lambda: jnp.array(0, jnp.int32))
       full = relpos(max_decode_length, max_decode_length, bidirectional=False)
       step = position.value
       self_bias = jax.lax.dynamic_slice_in_dim(full, step, 1, axis=2)
       allowed = jnp.arange(max_decode_length)[None, None, None, :] <= step
       self_bias = self_bias + jnp.where(allowed, 0.0, -1e10)
-      if self.is_mutable_collection("cache") and self.has_variable("cache", "position"):
+      if initialised:
         position.value = step + 1
       cross_bias = layers.make_attention_mask(jnp.ones(decoder_input_tokens.shape, bool),
                                               encoder_valid)

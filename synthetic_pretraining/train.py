@@ -42,7 +42,7 @@ def maybe_initialize_distributed() -> None:
 
 def import_optional_modules() -> None:
   """Modules of later features register their configurables if present."""
-  for name in ("synthetic_pretraining.stats_init", "synthetic_pretraining.inference"):
+  for name in ("synthetic_pretraining.stats_init",):
     try:
       __import__(name)
     except ModuleNotFoundError as e:

@@ -19,6 +19,7 @@ from flax import traverse_util
 
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import data
+from synthetic_pretraining import inference
 from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
@@ -166,6 +167,7 @@ def _iterator_prefix(model_dir: str, step: int) -> str:
 def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
           train_dataset_cfg: data.DatasetConfig = gin.REQUIRED,
           eval_dataset_cfg: Optional[data.DatasetConfig] = None,
+          infer_eval_cfg: Optional[inference.InferenceConfig] = None,
           partitioner: Optional[partitioning.PjitPartitioner] = None,
           model_dir: str = gin.REQUIRED, total_steps: int = gin.REQUIRED,
           eval_period: int = 1000, eval_steps: Optional[int] = 20,
@@ -179,6 +181,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   Args (gin, t5x macros in brackets):
     model: the model (MODEL). train_dataset_cfg / eval_dataset_cfg: data (MIXTURE_OR_TASK_NAME,
       TASK_FEATURE_LENGTHS, BATCH_SIZE); no eval when eval_dataset_cfg is None.
+    infer_eval_cfg: decode and score a split every eval_period (inference eval), or None.
     partitioner: mesh and sharding rules (`PjitPartitioner.num_partitions`).
     model_dir: checkpoints, config.gin, TensorBoard events, metrics.jsonl (MODEL_DIR). A directory
       that already holds checkpoints is resumed from the latest.
@@ -250,6 +253,11 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                      task=eval_dataset_cfg.mixture_or_task_name)
         logging.info("eval at step %d: loss %.4f  accuracy %.4f", state.step, metrics["loss"],
                      metrics["accuracy"])
+      if infer_eval_cfg is not None and (state.step % eval_period == 0 or at_end):
+        results = inference.evaluate(model, state.params, partitioner, infer_eval_cfg)
+        inference.write_results(writer, model_dir, state.step, infer_eval_cfg, results)
+        for task_name, (metrics, _) in results.items():
+          last.update({f"infer/{task_name}/{k}": v for k, v in metrics.items()})
       if state.step % checkpoint_period == 0 or at_end:
         save()
   except KeyboardInterrupt:

@@ -140,3 +140,76 @@ def test_cut_examples_are_reported(tmp_path, capfd):
   assert record["truncation/inputs_tokens_cut"] >= record["truncation/inputs_examples_cut"]
   assert record["truncation/targets_examples_cut"] == 0
   assert "TASK_FEATURE_LENGTHS['inputs']=5 cuts examples short" in capfd.readouterr().err
+
+
+def _trained_model(trained_dir):
+  from synthetic_pretraining import gin_utils  # pylint: disable=import-outside-toplevel
+  import gin  # pylint: disable=import-outside-toplevel
+  args = _args("/unused", 1)
+  gin_utils.parse([a.split("=", 1)[1] for a in args if a.startswith("--gin_file")],
+                  [a[len("--gin."):].replace("=", " = ", 1) for a in args if a.startswith("--gin.")])
+  model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+  tr = trainer_lib.Trainer(model, trainer_lib.partitioning.PjitPartitioner(),
+                           trainer_lib.optimizers.create_optimizer(), seed=1)
+  return model, tr.params_from_checkpoint(trained_dir)
+
+
+def _validation_inputs(n=16):
+  examples = list(toy_tasks.seqio.get_mixture_or_task(toy_tasks.TOY_TASK).get_dataset(
+      sequence_length=None, split="validation", shuffle=False).take(n).as_numpy_iterator())
+  tokens = np.zeros((n, 12), np.int32)
+  for i, ex in enumerate(examples):
+    tokens[i, :len(ex["inputs"])] = ex["inputs"][:12]
+  return tokens
+
+
+def test_greedy_decoding_is_the_argmax_of_teacher_forcing_on_its_outputs(trained_dir):
+  from synthetic_pretraining import decoding  # pylint: disable=import-outside-toplevel
+  model, params = _trained_model(trained_dir)
+  tokens = _validation_inputs()
+  greedy = np.asarray(jax.jit(lambda p, t: model.predict_batch(
+      p, {"encoder_input_tokens": t}, max_decode_length=12))(params, tokens))
+  assert (greedy == 1).any(axis=1).mean() > 0.5  # a trained model stops with EOS
+  decoder_inputs = np.pad(greedy[:, :-1], ((0, 0), (1, 0)))
+  logits = model.logits(params, {"encoder_input_tokens": tokens, "decoder_input_tokens": decoder_inputs})
+  argmax = np.asarray(np.argmax(logits, -1))
+  for row_greedy, row_argmax in zip(greedy, argmax):
+    length = list(row_greedy).index(1) + 1 if 1 in row_greedy else len(row_greedy)
+    np.testing.assert_array_equal(row_greedy[:length], row_argmax[:length])
+
+  # Beam search with one beam and no length penalty is greedy search.
+  def beam1(p, t):
+    encoded = model.module.apply({"params": p}, t, method=model.module.encode)
+    cache = model._decode_cache(p, encoded, t, 12)  # pylint: disable=protected-access
+
+    def step_fn(previous, cache):
+      logits, variables = model.module.apply(
+          {"params": p, "cache": cache}, encoded, t, previous, decode=True, max_decode_length=12,
+          mutable=["cache"], method=model.module.decode)
+      return logits[:, -1], variables["cache"]
+    return decoding.beam_search(step_fn, cache, t.shape[0], 1, 12, eos_id=1, alpha=0.0)[0][:, 0]
+  beam = np.asarray(jax.jit(beam1)(params, tokens))
+  for row_beam, row_greedy in zip(beam, greedy):
+    length = list(row_greedy).index(1) + 1 if 1 in row_greedy else len(row_greedy)
+    np.testing.assert_array_equal(row_beam[:length], row_greedy[:length])
+  beam4 = np.asarray(jax.jit(lambda p, t: model.predict_batch(
+      p, {"encoder_input_tokens": t}, max_decode_length=12, num_decodes=4))(params, tokens))
+  assert beam4.shape == greedy.shape
+
+
+def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
+  from synthetic_pretraining import inference  # pylint: disable=import-outside-toplevel
+  out = str(tmp_path / "infer")
+  args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/infer.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.CHECKPOINT_PATH='{trained_dir}'",
+          f"--gin.INFER_OUTPUT_DIR='{out}'", "--gin.SPLIT='validation'", "--gin.NUM_DECODES=1",
+          "--gin.EVALUATOR_NUM_EXAMPLES=40", "--gin.BATCH_SIZE=16",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+          "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
+  assert train.main(args, entry_point=inference.infer) == 0
+  record = _records(out, "infer")[0]
+  assert record["step"] == 150 and 0.0 <= record["sequence_accuracy"] <= 100.0
+  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-predictions.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  assert len(rows) == 40 and {"input", "target", "prediction"} <= set(rows[0])

@@ -1,0 +1,16 @@
+"""Inference binary: decode a task split with a checkpoint and score it (with gin/runs/infer.gin).
+
+  python -m synthetic_pretraining.infer --gin_file=gin/models/t5_1_0/small.gin \
+    --gin_file=gin/runs/infer.gin --gin.MIXTURE_OR_TASK_NAME="'squad_offline'" \
+    --gin.CHECKPOINT_PATH="'runs/squad'" --gin.INFER_OUTPUT_DIR="'runs/squad_infer'"
+
+Writes INFER_OUTPUT_DIR/inference_eval/<task>-predictions.jsonl (every example) and the metrics
+to INFER_OUTPUT_DIR/metrics.jsonl.
+"""
+import sys
+
+from synthetic_pretraining import inference
+from synthetic_pretraining import train
+
+if __name__ == "__main__":
+  sys.exit(train.main(entry_point=inference.infer))

@@ -1,0 +1,163 @@
+"""Decoding a task split and scoring it with the task's metrics (inference eval and `infer`).
+
+Examples are read in a fixed order (no shuffling), decoded in global batches sharded over the
+'data' axis, and the predictions gathered back to every host. Targets are scored as the paper did
+(PAPER_FACTS §6.3): the target token ids decoded with the vocabulary, passed through the task's
+postprocessor, so the metric sees the same detokenisation on both sides.
+"""
+import dataclasses
+import json
+import logging
+import os
+from typing import Dict, List, Optional
+
+import gin
+import jax
+import numpy as np
+import seqio
+from jax.experimental import multihost_utils
+
+from synthetic_pretraining import data
+from synthetic_pretraining import metrics_writer
+from synthetic_pretraining import models
+from synthetic_pretraining import partitioning
+
+NUM_SAVED_PREDICTIONS = 3
+
+
+@gin.configurable
+@dataclasses.dataclass
+class InferenceConfig:
+  """How to decode and what to score.
+
+  Attributes:
+    mixture_or_task_name: task (or mixture, each subtask scored on its own) to decode.
+    task_feature_lengths: inputs are cut to 'inputs'; 'targets' is the default decode length.
+    split: split to decode (the paper: 'test' for its custom tasks, 'validation' for SQuAD).
+    batch_size: global batch size.
+    num_decodes: 1 = greedy; k > 1 = beam search with k beams (the paper: 4).
+    alpha: length-penalty exponent of beam search (t5x: 0.6).
+    max_decode_length: defaults to the 'targets' feature length.
+    max_examples: decode only the first N examples (EVALUATOR_NUM_EXAMPLES); None = all.
+    module: MIXTURE_OR_TASK_MODULE.
+  """
+  mixture_or_task_name: str = gin.REQUIRED
+  task_feature_lengths: Dict[str, int] = gin.REQUIRED
+  split: str = "validation"
+  batch_size: int = 32
+  num_decodes: int = 1
+  alpha: float = 0.6
+  max_decode_length: Optional[int] = None
+  max_examples: Optional[int] = None
+  module: Optional[str] = None
+
+
+def _read_examples(task: seqio.Task, cfg: InferenceConfig) -> List[dict]:
+  ds = task.get_dataset(sequence_length=None, split=cfg.split, shuffle=False, num_epochs=1,
+                        trim_output_features=False)
+  if cfg.max_examples is not None:
+    ds = ds.take(cfg.max_examples)
+  return list(ds.as_numpy_iterator())
+
+
+def _encoder_batch(examples: List[dict], length: int, batch_size: int) -> np.ndarray:
+  out = np.zeros((batch_size, length), np.int32)
+  for row, ex in enumerate(examples):
+    ids = ex["inputs"][:length]
+    out[row, : len(ids)] = ids
+  return out
+
+
+def _until_eos(ids, eos_id: int) -> List[int]:
+  ids = [int(i) for i in ids]
+  return ids[: ids.index(eos_id)] if eos_id in ids else [i for i in ids if i != 0]
+
+
+def decode_examples(model: models.EncoderDecoderModel, params, partitioner: partitioning.PjitPartitioner,
+                    examples: List[dict], cfg: InferenceConfig, vocabulary) -> List[List[int]]:
+  """Predicted token ids (without EOS) for each example."""
+  max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
+  batch_sharding = partitioner.batch_sharding(2)
+  predict = jax.jit(lambda p, tokens: model.predict_batch(
+      p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
+      num_decodes=cfg.num_decodes, alpha=cfg.alpha, eos_id=vocabulary.eos_id),
+                    in_shardings=(jax.tree.map(lambda x: x.sharding, params), batch_sharding))
+  per_process = cfg.batch_size // jax.process_count()
+  predictions = []
+  for start in range(0, len(examples), cfg.batch_size):
+    chunk = examples[start: start + cfg.batch_size]
+    mine = chunk[jax.process_index() * per_process: (jax.process_index() + 1) * per_process]
+    local = _encoder_batch(mine, cfg.task_feature_lengths["inputs"], per_process)
+    tokens = jax.make_array_from_process_local_data(batch_sharding, local)
+    out = multihost_utils.process_allgather(predict(params, tokens), tiled=True)
+    predictions += [_until_eos(row, vocabulary.eos_id) for row in np.asarray(out)[: len(chunk)]]
+  return predictions
+
+
+def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[int]]):
+  """(metrics, scored examples): decoded targets and predictions run through the task's metrics."""
+  vocabulary = task.output_features["targets"].vocabulary
+  targets, preds, rows = [], [], []
+  for ex, pred_ids in zip(examples, predictions):
+    target_text = vocabulary.decode(_until_eos(ex["targets"], vocabulary.eos_id))
+    pred_text = vocabulary.decode(pred_ids)
+    targets.append(task.postprocess_fn(target_text, example=ex, is_target=True))
+    preds.append(task.postprocess_fn(pred_text, example=ex, is_target=False))
+    rows.append({"input": vocabulary.decode(_until_eos(ex["inputs"], vocabulary.eos_id)),
+                 "target": target_text, "prediction": pred_text})
+  metrics = {}
+  for metric_fn in getattr(task, "predict_metric_fns", None) or task.metric_fns:
+    metrics.update({k: float(getattr(v, "value", v)) for k, v in metric_fn(targets, preds).items()})
+  # Exact sequence match is always reported, so tasks without metric functions get a number too.
+  metrics.setdefault("sequence_accuracy", 100.0 * float(np.mean(
+      [p == _until_eos(ex["targets"], vocabulary.eos_id) for p, ex in zip(predictions, examples)])))
+  return metrics, rows
+
+
+def evaluate(model, params, partitioner, cfg: InferenceConfig) -> Dict[str, tuple]:
+  """{task name: (metrics, scored examples)} for the task or every subtask of the mixture."""
+  mixture_or_task = data.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
+  results = {}
+  for task in seqio.get_subtasks(mixture_or_task):
+    examples = _read_examples(task, cfg)
+    if not examples:
+      raise ValueError(f"The {cfg.split!r} split of task {task.name!r} has no examples.")
+    vocabulary = task.output_features["targets"].vocabulary
+    predictions = decode_examples(model, params, partitioner, examples, cfg, vocabulary)
+    results[task.name] = score_task(task, examples, predictions)
+  return results
+
+
+def write_results(writer: metrics_writer.MetricsWriter, output_dir: str, step: int,
+                  cfg: InferenceConfig, results, all_predictions: bool = False) -> None:
+  """Logs metrics (kind 'infer') and appends example predictions to inference_eval/."""
+  for task_name, (metrics, rows) in results.items():
+    writer.write(step, "infer", metrics, split=cfg.split, task=task_name)
+    if jax.process_index() != 0:
+      continue
+    directory = os.path.join(output_dir, "inference_eval")
+    os.makedirs(directory, exist_ok=True)
+    kept = rows if all_predictions else rows[:NUM_SAVED_PREDICTIONS]
+    with open(os.path.join(directory, f"{task_name}-predictions.jsonl"), "a") as f:
+      for row in kept:
+        f.write(json.dumps({"step": step, **row}) + "\n")
+    logging.info("inference eval of %s/%s at step %d: %s", task_name, cfg.split, step, metrics)
+
+
+@gin.configurable
+def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
+          inference_cfg: InferenceConfig = gin.REQUIRED, output_dir: str = gin.REQUIRED,
+          partitioner: Optional[partitioning.PjitPartitioner] = None, seed: int = 42):
+  """Decodes a task split with a checkpoint; writes every prediction and the metrics (infer.gin)."""
+  from synthetic_pretraining import checkpoints, optimizers, trainer  # pylint: disable=import-outside-toplevel
+  partitioner = partitioner or partitioning.PjitPartitioner()
+  tr = trainer.Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  params = tr.params_from_checkpoint(checkpoint_path)
+  step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
+              else checkpoints.latest_checkpoint_step_dir(checkpoint_path))
+  step = int(checkpoints.read_meta(step_dir).get("step", 0))
+  results = evaluate(model, params, partitioner, inference_cfg)
+  writer = metrics_writer.MetricsWriter(output_dir)
+  write_results(writer, output_dir, step, inference_cfg, results, all_predictions=True)
+  writer.close()
+  return {name: metrics for name, (metrics, _) in results.items()}
