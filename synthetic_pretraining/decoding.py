@@ -47,12 +47,14 @@ def _gather(x, indices):
 
 def _gather_cache(cache, indices, batch_size: int, beams: int):
   """Reorders every [batch * beams, ...] cache array by beam `indices` [batch, beams]."""
-  def gather(x):
-    if x.ndim == 0:  # decoding step counters are shared by all rows
+  def gather(path, x):
+    # Step counters are shared by all rows; projected encoder outputs are equal across the beams
+    # of an example, so neither needs reordering.
+    if x.ndim == 0 or "cross" in jax.tree_util.keystr(path):
       return x
     x = _gather(x.reshape((batch_size, beams) + x.shape[1:]), indices)
     return x.reshape((-1,) + x.shape[2:])
-  return jax.tree.map(gather, cache)
+  return jax.tree_util.tree_map_with_path(gather, cache)
 
 
 def beam_search(step_fn: StepFn, cache, batch_size: int, beams: int, max_length: int,

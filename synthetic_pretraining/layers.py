@@ -123,7 +123,8 @@ class MultiHeadAttention(nn.Module):
   """Multi-head dot-product attention as in t5x: no 1/sqrt(d) on logits (folded into query init).
 
   With `decode=True` the keys and values are cached (flax 'cache' collection) for one-token-at-a-time
-  autoregressive decoding.
+  autoregressive decoding; `cache_projected_kv=True` (cross-attention while decoding) projects the
+  encoder outputs once and reuses them at every step.
   """
   num_heads: int
   head_dim: int
@@ -131,7 +132,8 @@ class MultiHeadAttention(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, bias, *, deterministic: bool, decode: bool = False):
+  def __call__(self, inputs_q, inputs_kv, bias, *, deterministic: bool, decode: bool = False,
+               cache_projected_kv: bool = False):
     depth_scaling = np.sqrt(self.head_dim).astype(np.float32)
 
     def query_init(*args):
@@ -140,8 +142,16 @@ class MultiHeadAttention(nn.Module):
     project = functools.partial(Dense, features=(self.num_heads, self.head_dim),
                                 kernel_axes=("embed", "joined_kv"), dtype=self.dtype)
     query = project(kernel_init=query_init, name="query")(inputs_q)
-    key = project(kernel_init=ATTENTION_KERNEL_INIT, name="key")(inputs_kv)
-    value = project(kernel_init=ATTENTION_KERNEL_INIT, name="value")(inputs_kv)
+    if cache_projected_kv and self.has_variable("cache", "cached_cross_key"):
+      # Cross-attention while decoding: the encoder's keys and values were projected once.
+      key = self.get_variable("cache", "cached_cross_key")
+      value = self.get_variable("cache", "cached_cross_value")
+    else:
+      key = project(kernel_init=ATTENTION_KERNEL_INIT, name="key")(inputs_kv)
+      value = project(kernel_init=ATTENTION_KERNEL_INIT, name="value")(inputs_kv)
+      if cache_projected_kv and self.is_mutable_collection("cache"):
+        self.put_variable("cache", "cached_cross_key", key)
+        self.put_variable("cache", "cached_cross_value", value)
     query = partitioning.with_logical_constraint(query, ("batch", "length", "heads", "kv"))
     key = partitioning.with_logical_constraint(key, ("batch", "length", "heads", "kv"))
     value = partitioning.with_logical_constraint(value, ("batch", "length", "heads", "kv"))

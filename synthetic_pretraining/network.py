@@ -84,7 +84,8 @@ class DecoderLayer(nn.Module):
     y = layers.RMSNorm(dtype=dtype, name="pre_cross_attention_layer_norm")(x)
     y = layers.MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate, dtype,
                                   name="encoder_decoder_attention")(
-                                      y, encoded, cross_bias, deterministic=deterministic)
+                                      y, encoded, cross_bias, deterministic=deterministic,
+                                      cache_projected_kv=decode)
     x = x + _dropout(y, cfg.dropout_rate, deterministic)
     y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
