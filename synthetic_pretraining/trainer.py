@@ -87,10 +87,11 @@ class Trainer:
     return traverse_util.unflatten_dict(merged, sep="/")
 
   # ---------------------------------------------------------------- compiled steps
-  def _compile(self, batch):
-    batch_shardings = {k: self.partitioner.batch_sharding(v.ndim) for k, v in batch.items()}
-    model, optimizer, dropout_key = self.model, self.optimizer, self.dropout_key
-    part = self.partitioner
+  def _batch_shardings(self, batch):
+    return {k: self.partitioner.batch_sharding(v.ndim) for k, v in batch.items()}
+
+  def _compile_train(self, batch):
+    model, optimizer, dropout_key, part = self.model, self.optimizer, self.dropout_key, self.partitioner
 
     def train_step(params, opt_state, batch, step):
       rng = jax.random.fold_in(dropout_key, step)
@@ -101,22 +102,28 @@ class Trainer:
       params = jax.tree.map(lambda p, u: p + u, params, updates)
       return params, opt_state, sums
 
+    replicated = part.replicated()
+    return jax.jit(
+        train_step,
+        in_shardings=(self.param_shardings, self.opt_shardings, self._batch_shardings(batch),
+                      replicated),
+        out_shardings=(self.param_shardings, self.opt_shardings, replicated),
+        donate_argnums=(0, 1))
+
+  def _compile_eval(self, batch):
+    model, part = self.model, self.partitioner
+
     def eval_step(params, batch):
       with part.activation_context():
         return model.loss_and_metrics(params, batch)[1]
 
-    replicated = self.partitioner.replicated()
-    self._train_step = jax.jit(
-        train_step,
-        in_shardings=(self.param_shardings, self.opt_shardings, batch_shardings, replicated),
-        out_shardings=(self.param_shardings, self.opt_shardings, replicated),
-        donate_argnums=(0, 1))
-    self._eval_step = jax.jit(eval_step, in_shardings=(self.param_shardings, batch_shardings),
-                              out_shardings=replicated)
+    return jax.jit(eval_step, in_shardings=(self.param_shardings, self._batch_shardings(batch)),
+                   out_shardings=part.replicated())
 
   def train_step(self, state: TrainState, batch) -> Dict[str, jax.Array]:
+    # Train and eval batches may carry different features (packing), so each has its own step.
     if self._train_step is None:
-      self._compile(batch)
+      self._train_step = self._compile_train(batch)
     state.params, state.opt_state, sums = self._train_step(
         state.params, state.opt_state, batch, jnp.asarray(state.step, jnp.int32))
     state.step += 1
@@ -124,7 +131,7 @@ class Trainer:
 
   def eval_sums(self, params, batch) -> Dict[str, jax.Array]:
     if self._eval_step is None:
-      self._compile(batch)
+      self._eval_step = self._compile_eval(batch)
     return self._eval_step(params, batch)
 
 

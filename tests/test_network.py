@@ -93,3 +93,25 @@ def test_metrics_count_only_real_targets():
   summary = models.summarize_metrics(jax.device_get(sums))
   assert 0.0 <= summary["accuracy"] <= 1.0
   assert summary["loss"] == pytest.approx(float(sums["loss_sum"]) / 3.0)
+
+
+def test_packed_examples_score_as_if_alone():
+  import seqio  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model = models.EncoderDecoderModel(network.T5Config(
+      vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=2,
+      num_decoder_layers=2, dropout_rate=0.0))
+  params = model.init_params(jax.random.key(3))
+  examples = [{"inputs": [5, 9, 7, 1], "targets": [8, 3, 1]}, {"inputs": [11, 4, 1], "targets": [6, 12, 13, 1]}]
+  lengths = {"inputs": 10, "targets": 10}
+
+  def convert(pack, exs):
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter(exs), output_signature={k: tf.TensorSpec([None], tf.int32) for k in ("inputs", "targets")})
+    ds = seqio.EncDecFeatureConverter(pack=pack)(ds, lengths)
+    return [{k: np.asarray(v)[None] for k, v in ex.items()} for ex in ds.as_numpy_iterator()]
+
+  packed = convert(True, examples)
+  assert len(packed) == 1 and packed[0]["encoder_segment_ids"].max() == 2
+  alone = sum(float(model.loss_and_metrics(params, b)[0]) for b in convert(False, examples))
+  assert float(model.loss_and_metrics(params, packed[0])[0]) == pytest.approx(alone, rel=1e-5)
