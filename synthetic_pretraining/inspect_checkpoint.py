@@ -37,7 +37,7 @@ def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
   if checkpoints.is_checkpoint_dir(path):
     return int(checkpoints.read_meta(path).get("step", 0)), _our_params(path)
   latest = checkpoints.latest_checkpoint_step_dir(path) if os.path.isdir(path) else None
-  if latest is not None:
+  if latest is not None and checkpoints.is_checkpoint_dir(latest):
     return int(checkpoints.read_meta(latest).get("step", 0)), _our_params(latest)
   try:
     from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel

@@ -1,1 +1,2 @@
 """SeqIO task registrations: `MIXTURE_OR_TASK_MODULE = 'tasks'` makes every task available."""
+from tasks import synthetic  # noqa: F401  (registers the synthetic pre-training tasks)

@@ -1,0 +1,153 @@
+"""The authors' file format, both ways.
+
+One example per line, Python list reprs of token ids: `[input ids]<TAB>[target ids]` for the
+simple tasks and LIME, `[ids]` alone for the nesting language (a `targets` sequence for span
+corruption); the nonsense summary files are plain `document<TAB>summary` text.
+
+`AuthorsFileSource` reads such files as a seqio source. Every line is checked: a malformed line
+(or an id outside the vocabulary) stops the pipeline with an error naming the file and the line
+number, or, with `on_error='skip'`, is reported on stderr and counted in `skipped_lines()`.
+Nothing is dropped silently.
+"""
+import glob as glob_lib
+import random
+import sys
+from typing import Mapping, Optional, Sequence, Union
+
+import seqio
+import tensorflow as tf
+
+from synthetic_pretraining import vocabularies
+
+_IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
+
+
+def format_ids(ids: Sequence[int]) -> str:
+  """The authors' repr of an id list: '[1, 2, 3]'."""
+  return "[" + ", ".join(str(int(t)) for t in ids) + "]"
+
+
+def format_line(example: Mapping[str, Union[Sequence[int], str]], features: Sequence[str]) -> str:
+  """One line of the authors' format for an example (id lists or text, tab-separated)."""
+  fields = []
+  for name in features:
+    value = example[name]
+    if isinstance(value, str):
+      if "\t" in value or "\n" in value:
+        raise ValueError(f"feature {name!r} contains a tab or newline; it cannot be written as "
+                         "one field of a line")
+      fields.append(value)
+    else:
+      fields.append(format_ids(value))
+  return "\t".join(fields)
+
+
+def _parse_ids(field: tf.Tensor) -> tf.Tensor:
+  inner = tf.strings.regex_replace(field, r"[\[\]\s]", "")
+  parts = tf.strings.split(inner, ",")
+  parts = tf.boolean_mask(parts, tf.strings.length(parts) > 0)
+  return tf.strings.to_number(parts, tf.int64)
+
+
+class AuthorsFileSource(seqio.DataSource):
+  """Reads files in the authors' line format, one file pattern per split.
+
+  Args:
+    split_to_filepattern: e.g. {'train': 'set/train.txt', 'validation': 'set/valid.txt'}; a
+      pattern may match several files (sharded at file level when there are enough).
+    features: the feature of each tab-separated field: ('inputs', 'targets') for the simple tasks,
+      LIME and nonsense summary, ('targets',) for the nesting language.
+    text: fields are plain text (nonsense summary), not id lists.
+    on_error: 'raise' (default) or 'skip' for malformed lines.
+    vocabulary: ids must be below its size (default: the gin-configured vocabulary).
+  """
+
+  def __init__(self, split_to_filepattern: Mapping[str, Union[str, Sequence[str]]],
+               features: Sequence[str] = ("inputs", "targets"), text: bool = False,
+               on_error: str = "raise", vocabulary: Optional[seqio.Vocabulary] = None):
+    if on_error not in ("raise", "skip"):
+      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    super().__init__(splits=tuple(split_to_filepattern))
+    self._patterns = dict(split_to_filepattern)
+    self.features = tuple(features)
+    self.text = text
+    self.on_error = on_error
+    self._vocabulary = vocabulary
+    self._skipped = None
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return False
+
+  def list_shards(self, split: str) -> Sequence[str]:
+    patterns = self._patterns[split]
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted(f for p in patterns for f in glob_lib.glob(p))
+    if not files:
+      raise FileNotFoundError(f"No file matches {patterns} (split {split!r}).")
+    return files
+
+  def skipped_lines(self) -> int:
+    """Malformed lines skipped so far (on_error='skip')."""
+    return 0 if self._skipped is None else int(self._skipped.numpy())
+
+  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
+                  shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,
+                  use_cached: bool = False, num_epochs: Optional[int] = 1) -> tf.data.Dataset:
+    """The examples of `split` (this shard's files); files in a seeded order when shuffling."""
+    del sequence_length, use_cached, num_epochs
+    files = self.list_shards(split)
+    if shard_info:
+      files = files[shard_info.index::shard_info.num_shards]
+    if shuffle:
+      random.Random(0 if seed is None else int(seed)).shuffle(files)
+    vocabulary = self._vocabulary or vocabularies.VOCABULARY
+    vocab_size = getattr(vocabulary, "resolved", vocabulary).vocab_size
+    if self._skipped is None:
+      self._skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+    datasets = [self._read(f, vocab_size) for f in files]
+    ds = datasets[0]
+    for more in datasets[1:]:
+      ds = ds.concatenate(more)
+    return ds
+
+  def _read(self, path: str, vocab_size: int) -> tf.data.Dataset:
+    field = r"[^\t]*" if self.text else _IDS
+    pattern = "\t".join([field] * len(self.features))
+    expected = "<TAB>".join(["text" if self.text else "[ids]"] * len(self.features))
+    skipped, text, features = self._skipped, self.text, self.features
+
+    def check(number, line):
+      line = tf.strings.regex_replace(line, r"\r$", "")
+      well_formed = tf.strings.regex_full_match(line, pattern)
+      if text:
+        ok, problem = well_formed, f"not of the form {expected}"
+      else:
+        ids = tf.cond(well_formed, lambda: _parse_ids(tf.strings.regex_replace(line, "\t", ",")),
+                      lambda: tf.zeros([0], tf.int64))
+        ok = tf.logical_and(well_formed, tf.reduce_all(ids < vocab_size))
+        problem = tf.where(well_formed, f"an id >= the vocabulary size {vocab_size}",
+                           f"not of the form {expected}")
+      return number, line, ok, problem
+
+    def keep(number, line, ok, problem):
+      message = [f"Malformed line in {path}: line", number + 1, "is", problem, ":", line]
+      if self.on_error == "raise":
+        with tf.control_dependencies([tf.debugging.Assert(ok, message, summarize=3)]):
+          return tf.identity(ok)
+
+      def report():
+        with tf.control_dependencies([skipped.assign_add(1),
+                                      tf.print("Skipping:", *message, output_stream=sys.stderr)]):
+          return tf.constant(False)
+      return tf.cond(ok, lambda: tf.constant(True), report)
+
+    def parse(number, line, ok, problem):
+      del number, ok, problem
+      fields = tf.strings.split(line, "\t")
+      if text:
+        return {name: fields[i] for i, name in enumerate(features)}
+      return {name: tf.cast(_parse_ids(fields[i]), tf.int32) for i, name in enumerate(features)}
+
+    lines = tf.data.TextLineDataset(path).enumerate()
+    return lines.map(check).filter(keep).map(parse)
