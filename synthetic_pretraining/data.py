@@ -56,7 +56,10 @@ def import_task_modules(modules) -> None:
   if not modules:
     return
   for name in [modules] if isinstance(modules, str) else modules:
-    importlib.import_module(name)
+    # Task modules may define gin configurables of their own; gin locks its registry after
+    # parsing, and the module is only known once the config has been parsed.
+    with gin.unlock_config():
+      importlib.import_module(name)
 
 
 def get_mixture_or_task(name: str, module: Optional[str] = None):

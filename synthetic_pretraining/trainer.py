@@ -73,6 +73,9 @@ class Trainer:
     """Parameters of `path`; with load='all_but_embedding' the embedding stays random."""
     if load not in ("all", "all_but_embedding"):
       raise ValueError(f"INITIAL_CHECKPOINT_LOAD must be 'all' or 'all_but_embedding', got {load!r}.")
+    t5x = _t5x_params(path, self.abstract_params, load)
+    if t5x is not None:
+      return t5x if load == "all" else self._with_fresh_embeddings(t5x)
     step_dir = path if checkpoints.is_checkpoint_dir(path) else checkpoints.latest_checkpoint_step_dir(path)
     if step_dir is None:
       raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path!r} holds no checkpoint (expected a "
@@ -81,9 +84,13 @@ class Trainer:
       return checkpoints.restore_params(step_dir, self.abstract_params)
     restored = checkpoints.restore_params(step_dir, self.abstract_params,
                                           only=lambda name: name not in EMBEDDING_PARAMS)
+    return self._with_fresh_embeddings(restored)
+
+  def _with_fresh_embeddings(self, params):
+    """`params` with every parameter it lacks (None) taken from the random initialisation."""
     fresh = traverse_util.flatten_dict(self.random_params(), sep="/")
     merged = {k: (fresh[k] if v is None else v)
-              for k, v in traverse_util.flatten_dict(restored, sep="/").items()}
+              for k, v in traverse_util.flatten_dict(params, sep="/").items()}
     return traverse_util.unflatten_dict(merged, sep="/")
 
   # ---------------------------------------------------------------- compiled steps
@@ -168,6 +175,27 @@ def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
 
 def _iterator_prefix(model_dir: str, step: int) -> str:
   return os.path.join(model_dir, "data_iterators", f"step_{step}", f"process_{jax.process_index()}")
+
+
+def _t5x_params(path: str, abstract_params, load: str):
+  """The parameters of a t5x checkpoint at `path` (None if it is not one), read sharded.
+
+  With load='all_but_embedding' the embeddings are None (filled in randomly by the caller).
+  """
+  try:
+    from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
+    from synthetic_pretraining.stats_init import transform  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  if not sources.is_t5x_checkpoint(path):
+    return None
+  source = sources.open_source(path)
+  target = transform.abstract_of(abstract_params)
+  transform.check_architecture(source.metadata(), target, source.description)
+  wanted = {p: t for p, t in target.items() if load == "all" or p not in EMBEDDING_PARAMS}
+  arrays = source.read(wanted)
+  logging.info("Initial parameters from the t5x checkpoint %s (step %d).", path, source.step)
+  return traverse_util.unflatten_dict({p: arrays.get(p) for p in target}, sep="/")
 
 
 @gin.configurable

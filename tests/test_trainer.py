@@ -213,3 +213,25 @@ def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
   with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-predictions.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   assert len(rows) == 40 and {"input", "target", "prediction"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("load", ["all", "all_but_embedding"])
+def test_a_t5x_checkpoint_is_an_initial_checkpoint(tmp_path, load):
+  """The natural pre-training baseline: INITIAL_CHECKPOINT_PATH may name a t5x checkpoint."""
+  reference = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
+                           "t5x_checkpoints", "t5_1_1_tiny.msgpack")
+  args = ["--gin_file=gin/models/t5_1_1/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{tmp_path}'",
+          "--gin.TRAIN_STEPS=1", "--gin.BATCH_SIZE=8", "--gin.CHECKPOINT_PERIOD=1",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 8, 'targets': 8}", "--gin.EVAL_PERIOD=1000",
+          f"--gin.INITIAL_CHECKPOINT_PATH='{reference}'", f"--gin.INITIAL_CHECKPOINT_LOAD='{load}'",
+          "--gin.optimizers.create_learning_rate_scheduler.factors='constant'",
+          "--gin.optimizers.create_learning_rate_scheduler.base_learning_rate=0.0"]
+  assert train.main(args) == 0
+  from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
+  _, expected = sources.load_t5x_params(reference)
+  got = {p["path"]: p for p in inspect_checkpoint.describe(checkpoints.step_dir(str(tmp_path), 1))["params"]}
+  for path, value in expected.items():
+    same = got[path]["mean"] == pytest.approx(float(np.mean(value, dtype=np.float64)), abs=1e-6)
+    assert same == (load == "all" or path not in trainer_lib.EMBEDDING_PARAMS), path

@@ -278,6 +278,16 @@ def _t5x_dir_source(path: str) -> ArraySource:
   return T5xOrbaxSource(os.path.join(path, "state"))
 
 
+def is_t5x_checkpoint(path: str) -> bool:
+  """True for a local t5x checkpoint: a msgpack file, or a tensorstore/orbax t5x directory."""
+  path = os.fspath(path)
+  if "://" in path:
+    return False
+  if os.path.isfile(path):
+    return not path.endswith(".json")
+  return os.path.isdir(path) and not checkpoints.is_checkpoint_dir(path) and _is_t5x_dir(path)
+
+
 def open_source(path: str) -> Union[ArraySource, artifact.Plan]:
   """The statistics source at `path` (see the module docstring for the formats)."""
   path = os.fspath(path)

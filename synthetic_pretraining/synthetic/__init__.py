@@ -5,6 +5,8 @@ Modules: `common` (token space, per-example random stream), `simple_tasks` (the 
 DataSource), `file_source` (the authors' file format), `registry` (registering tasks, yours too).
 Importing `tasks` registers the paper's tasks under the authors' ids.
 """
+# Every family is imported so that all their gin configurables exist before a config is parsed.
+from synthetic_pretraining.synthetic import lime, nesting_language, nonsense_summary, span_corruption  # noqa: F401
 from synthetic_pretraining.synthetic.common import TaskRandom, TokenSpace
 from synthetic_pretraining.synthetic.file_source import AuthorsFileSource, format_line
 from synthetic_pretraining.synthetic.registry import add_task, register_file_task, register_task
