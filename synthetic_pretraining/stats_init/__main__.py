@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 
+import gin
 import jax
 from flax import traverse_util
 
@@ -89,6 +90,7 @@ def run(args, gin_files, bindings) -> str:
     raise FileExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
   if not gin_files:
     raise StatsInitError("Give the model with --gin_file (e.g. gin/models/t5_1_0/small.gin).")
+  gin.clear_config()  # a fresh configuration per call, also when called in-process
   gin_utils.parse(gin_files, bindings)
 
   jax.config.update("jax_threefry_partitionable", True)
