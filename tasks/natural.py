@@ -1,0 +1,117 @@
+"""The paper's six downstream tasks as SeqIO tasks, with the paper's metrics.
+
+* `cnndm_10k`, `mtop`, `webqsp`, `retrosynthesis`, `code_translation`: the authors' layout,
+  `<DATA_DIR>/finetuning_data/<task>/{train,valid,test}.txt` (splits train, validation, test),
+  one `input<TAB>target` per line. DATA_DIR is `natural.data_dir.path` in gin (local or gs://),
+  or the environment variable SYNTHETIC_PRETRAINING_DATA_DIR.
+* `squad_v010_allanswers`: TFDS `squad/v1.1:3.0.0` prepared in the TFDS data directory, with T5's
+  preprocessing (`question: <q> context: <c>` -> the first answer; all answers are scored).
+
+Nothing is read at import. Missing data is an error when a dataset is built, naming the path
+expected and where the data comes from; TFDS is never asked to download.
+"""
+import os
+from typing import Optional
+
+import gin
+import seqio
+import tensorflow as tf
+
+from synthetic_pretraining import metrics
+from synthetic_pretraining import vocabularies
+from synthetic_pretraining.synthetic import file_source
+from synthetic_pretraining.synthetic import registry
+
+DATA_DIR_ENV = "SYNTHETIC_PRETRAINING_DATA_DIR"
+SPLIT_FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
+TSV_TASKS = {"cnndm_10k": metrics.rouge, "mtop": metrics.exact_match_f1,
+             "webqsp": metrics.exact_match_f1, "retrosynthesis": metrics.exact_match_f1,
+             "code_translation": metrics.exact_match_f1}
+SQUAD = "squad_v010_allanswers"
+SQUAD_TFDS = ("squad", "v1.1", "3.0.0")
+DATA_ORIGIN = ("the files the paper's authors prepared (see their repository's "
+               "copy_all_data_to_gcs.py); the format is one `input<TAB>target` per line")
+
+
+@gin.configurable(module="natural")
+def data_dir(path: Optional[str] = None) -> str:
+  """DATA_DIR of the downstream tasks: `--gin.natural.data_dir.path="'gs://bucket/data'"`."""
+  path = path or os.environ.get(DATA_DIR_ENV)
+  if not path:
+    raise FileNotFoundError(
+        "The downstream tasks read <DATA_DIR>/finetuning_data/<task>/{train,valid,test}.txt; set "
+        f"DATA_DIR with --gin.natural.data_dir.path=\"'/path/to/data'\" or ${DATA_DIR_ENV}.")
+  return path
+
+
+class DownstreamTsvSource(file_source.AuthorsFileSource):
+  """`input<TAB>target` text files under DATA_DIR, located when a dataset is built."""
+
+  def __init__(self, task: str):
+    super().__init__({split: None for split in SPLIT_FILES}, text=True)
+    self.task = task
+
+  def path(self, split: str) -> str:
+    if split not in SPLIT_FILES:
+      raise ValueError(f"Task {self.task!r} has splits {list(SPLIT_FILES)}, not {split!r}.")
+    return os.path.join(data_dir(), "finetuning_data", self.task, SPLIT_FILES[split])
+
+  def list_shards(self, split: str):
+    path = self.path(split)
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f"Task {self.task!r}, split {split!r}: {path} does not exist. "
+                              f"It holds {DATA_ORIGIN}.")
+    return [path]
+
+
+def _squad_inputs(example):
+  """T5's SQuAD preprocessing; the answers stay for scoring."""
+  inputs = tf.strings.join(["question:", example["question"], "context:", example["context"]],
+                           separator=" ")
+  answers = example["answers"]["text"]
+  return {"inputs": inputs, "targets": answers[0], "answers": answers}
+
+
+def squad_postprocess(output: str, example=None, is_target: bool = False):
+  """Targets become all gold answers (decoded), predictions stay strings."""
+  if is_target and example is not None and "answers" in example:
+    return [a.decode("utf-8") if isinstance(a, bytes) else str(a) for a in example["answers"]]
+  return output
+
+
+def tfds_data_dir() -> str:
+  """The TFDS data directory (TFDS_DATA_DIR, else ~/tensorflow_datasets)."""
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def _squad_dataset(split: str, shuffle_files: bool, seed=None):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  directory = os.path.join(tfds_data_dir(), *SQUAD_TFDS)
+  if not tf.io.gfile.exists(os.path.join(directory, "dataset_info.json")):
+    raise FileNotFoundError(
+        f"Task {SQUAD!r} needs TFDS squad/v1.1:3.0.0 prepared in {directory} (set TFDS_DATA_DIR). "
+        "Prepare it where the network is reachable: python -c \"import tensorflow_datasets as "
+        "tfds; tfds.builder('squad/v1.1:3.0.0').download_and_prepare()\". Offline, use the "
+        "shipped task 'squad_offline'.")
+  builder = tfds.builder_from_directory(directory)
+  return builder.as_dataset(split=split, shuffle_files=shuffle_files,
+                            read_config=tfds.ReadConfig(shuffle_seed=seed))
+
+
+def _register() -> None:
+  features = registry.output_features()
+  for name, metric in TSV_TASKS.items():
+    if name not in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.add(
+          name, source=DownstreamTsvSource(name),
+          preprocessors=[registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
+          output_features=features, metric_fns=[metric])
+  if SQUAD not in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.add(
+        SQUAD, source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation")),
+        preprocessors=[_squad_inputs, registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
+        postprocess_fn=squad_postprocess, output_features=features, metric_fns=[metrics.squad])
+
+
+_register()
+del vocabularies  # the features use the gin-configured vocabulary through registry
