@@ -4,12 +4,16 @@ SeqIO tasks are registered at import time, usually before gin has parsed the com
 therefore hold a `ConfiguredVocabulary`, which looks up the gin-configured vocabulary on first use,
 so `--gin.vocabularies.default_vocabulary.name=...` takes effect whatever the import order.
 """
+import os
 from typing import Optional
 
 import gin
 import seqio
 
 T5_SENTENCEPIECE_MODEL = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
+# Shipped with the repository (scripts/train_vocabulary.py): 4,000 pieces in T5's layout.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_SENTENCEPIECE_MODEL = os.path.join(REPO_ROOT, "data", "vocab", "cpu_sp.model")
 NUM_EXTRA_IDS = 100
 
 
@@ -19,20 +23,26 @@ def default_vocabulary(name: str = "byte", sentencepiece_model_file: Optional[st
   """Returns the vocabulary every registered task uses.
 
   Args:
-    name: 'byte' (offline default: UTF-8 bytes, ids 3..258), 'sentencepiece' (a model file in
-      T5's layout: pad 0, eos 1, unk 2) or 't5' (T5's own cc_all.32000 model, on gs://).
+    name: 'byte' (offline default: UTF-8 bytes, ids 3..258), 'cpu_sp' (the SentencePiece model
+      shipped in data/vocab, the CPU configs' vocabulary), 'sentencepiece' (a model file in T5's
+      layout: pad 0, eos 1, unk 2) or 't5' (T5's own cc_all.32000 model, on gs://).
     sentencepiece_model_file: the model file for name='sentencepiece'.
     extra_ids: sentinel ids appended at the top of the vocabulary (extra_id_0 is the highest).
   """
   if name == "byte":
     return seqio.ByteVocabulary(extra_ids=extra_ids)
+  if name == "cpu_sp":
+    if not os.path.exists(CPU_SENTENCEPIECE_MODEL):
+      raise FileNotFoundError(f"{CPU_SENTENCEPIECE_MODEL} is missing: the shipped vocabulary "
+                              "comes with a checkout of the repository (pip install -e .).")
+    return seqio.SentencePieceVocabulary(CPU_SENTENCEPIECE_MODEL, extra_ids=extra_ids)
   if name == "t5":
     return seqio.SentencePieceVocabulary(T5_SENTENCEPIECE_MODEL, extra_ids=extra_ids)
   if name == "sentencepiece":
     if not sentencepiece_model_file:
       raise ValueError("default_vocabulary(name='sentencepiece') needs sentencepiece_model_file.")
     return seqio.SentencePieceVocabulary(sentencepiece_model_file, extra_ids=extra_ids)
-  raise ValueError(f"Unknown vocabulary name {name!r}; expected 'byte', 'sentencepiece' or 't5'.")
+  raise ValueError(f"Unknown vocabulary name {name!r}; expected 'byte', 'cpu_sp', 'sentencepiece' or 't5'.")
 
 
 def sentinel_id(vocabulary: seqio.Vocabulary, k: int) -> int:

@@ -64,7 +64,8 @@ class DownstreamTsvSource(file_source.AuthorsFileSource):
     return [path]
 
 
-def _squad_inputs(example):
+@seqio.map_over_dataset
+def squad_inputs(example):
   """T5's SQuAD preprocessing; the answers stay for scoring."""
   inputs = tf.strings.join(["question:", example["question"], "context:", example["context"]],
                            separator=" ")
@@ -109,7 +110,7 @@ def _register() -> None:
   if SQUAD not in seqio.TaskRegistry.names():
     seqio.TaskRegistry.add(
         SQUAD, source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation")),
-        preprocessors=[_squad_inputs, registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
+        preprocessors=[squad_inputs, registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
         postprocess_fn=squad_postprocess, output_features=features, metric_fns=[metrics.squad])
 
 

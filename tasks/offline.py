@@ -1,0 +1,86 @@
+"""Tasks on data shipped in the repository (data/), for CPU runs without any network.
+
+* `squad_offline` (train, validation, test): SQuAD-format questions (data/squad_offline, see its
+  README for origin and licence) with T5's SQuAD preprocessing and metrics, like
+  `squad_v010_allanswers`: `question: <q> context: <c>` -> the first answer; EM and F1 over all
+  answers.
+* `natural_text`: the New York Times passages of data/natural_text, trained with T5 span
+  corruption (noise density 0.15, mean span 3): natural pre-training at CPU scale, sharing no
+  passage with squad_offline. Its last VALIDATION_PASSAGES passages are the validation split.
+"""
+import json
+import os
+
+import seqio
+import tensorflow as tf
+
+from synthetic_pretraining import metrics
+from synthetic_pretraining import vocabularies
+from synthetic_pretraining.synthetic import registry
+from synthetic_pretraining.synthetic import span_corruption
+from tasks import natural
+
+DATA = os.path.join(vocabularies.REPO_ROOT, "data")
+SQUAD_OFFLINE = "squad_offline"
+NATURAL_TEXT = "natural_text"
+VALIDATION_PASSAGES = 100
+
+
+def _read_lines(path: str):
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} is missing: the offline data comes with a checkout of the "
+                            "repository (scripts/make_offline_data.py derives it).")
+  with open(path, encoding="utf-8") as f:
+    return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def _squad_dataset(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset:
+  del shuffle_files, seed  # one small file per split; seqio shuffles examples
+  path = os.path.join(DATA, SQUAD_OFFLINE, f"{split}.jsonl")
+  ids, questions, contexts, answers = [], [], [], []
+  for number, line in enumerate(_read_lines(path), 1):
+    try:
+      paragraph = json.loads(line)
+      for qa in paragraph["qas"]:
+        ids.append(qa["id"])
+        questions.append(qa["question"])
+        contexts.append(paragraph["context"])
+        answers.append(qa["answers"])
+    except (ValueError, KeyError) as e:
+      raise ValueError(f"{path}: line {number} is not a SQuAD paragraph record ({e}).") from e
+  return tf.data.Dataset.from_tensor_slices({
+      "id": ids, "question": questions, "context": contexts,
+      "answers": {"text": tf.ragged.constant(answers)}}).map(
+          lambda ex: {**ex, "answers": {"text": ex["answers"]["text"]}})
+
+
+def _natural_text(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset:
+  del shuffle_files, seed
+  directory = os.path.join(DATA, NATURAL_TEXT)
+  files = sorted(f for f in os.listdir(directory) if f.endswith(".txt")) if os.path.isdir(directory) else []
+  if not files:
+    raise FileNotFoundError(f"No passages in {directory}: the offline data comes with a checkout "
+                            "of the repository (scripts/make_offline_data.py derives it).")
+  passages = [p for f in files for p in _read_lines(os.path.join(directory, f))]
+  chosen = passages[-VALIDATION_PASSAGES:] if split == "validation" else passages[:-VALIDATION_PASSAGES]
+  return tf.data.Dataset.from_tensor_slices({"targets": chosen})
+
+
+def _register() -> None:
+  if SQUAD_OFFLINE not in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.add(
+        SQUAD_OFFLINE,
+        source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation", "test")),
+        preprocessors=[natural.squad_inputs, registry.TOKENIZE,
+                       seqio.preprocessors.append_eos_after_trim],
+        postprocess_fn=natural.squad_postprocess, output_features=registry.output_features(),
+        metric_fns=[metrics.squad])
+  if NATURAL_TEXT not in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.add(
+        NATURAL_TEXT, source=seqio.FunctionDataSource(_natural_text, splits=("train", "validation")),
+        preprocessors=[registry.TOKENIZE, span_corruption.span_corruption,
+                       seqio.preprocessors.append_eos_after_trim],
+        output_features=registry.output_features(), metric_fns=[])
+
+
+_register()
