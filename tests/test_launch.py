@@ -67,3 +67,17 @@ def test_paper_table_dry_runs():
 
   commands, text = _dry_run("paper_tables.py", "--table=3", *common, "--values=0.2,-0.4")
   assert "12 finetuning runs" in text and "PRE_ATTN_LN_VALUE=-0.4" in text
+
+
+def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "mini"
+  assert mini_table1.main(["--preset=toy", f"--output_dir={out}", "--seeds=1"]) == 0
+  text = (out / "report" / "report.md").read_text()
+  for label in ("random", "set", "natural", "stats_mean_std(set)", "stats_scale(set)"):
+    assert f"| {label} |" in text
+  assert (out / "finetune" / "stats_scale_set" / "seed_1" / "label.txt").read_text() == \
+      "stats_scale(set)"
+  # The statistics runs drew their initialisation from the Set model's checkpoint.
+  config = (out / "finetune" / "stats_scale_set" / "seed_1" / "config.gin").read_text()
+  assert "per_param_grouping___init_scale" in config and str(out / "pretrain" / "set") in config
