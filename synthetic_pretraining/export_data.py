@@ -1,94 +1,149 @@
 r"""Writes a synthetic task's examples in the authors' file format.
 
+Usage:
+
   python -m synthetic_pretraining.export_data --task=set --split=train --num_examples=1000 \
-    --output=set.txt [--seed=0] [--gin_file=gin/runs/cpu_demo.gin] [--gin.NAME=VALUE ...]
+    --output=set.txt [--seed=0] [--module=tasks] \
+    [--gin_file=gin/runs/cpu_demo.gin] [--gin.NAME=VALUE ...]
+
+  python -m synthetic_pretraining.export_data --task=lime --split=validation \
+    --num_examples=3000 --output=lime_valid.txt
 
 One example per line: `[input ids]<TAB>[target ids]` (simple tasks, LIME), `[ids]` (the nesting
-language, before span corruption), `document<TAB>summary` (nonsense summary). Inputs are unique
-within a file (a repeated input is skipped and the next index drawn), and train files never hold
-a validation input, so a train file and a validation file are disjoint. The ids are those of the
-gin-configured vocabulary (`--gin.vocabularies.default_vocabulary.name="'t5'"` gives the authors'
-ids). The file is written to OUTPUT.partial and renamed when complete. `register_file_task` (or
-`AuthorsFileSource`) reads such files back as a SeqIO task.
+language, before span corruption), `document<TAB>summary` (nonsense summary). A mixture such as
+`lime` interleaves its tasks in proportion to their rates (lime: induct, deduct, abduct in turn).
+
+* Inputs are unique within a file: a repeated input is skipped and the next index drawn.
+* A train file never holds a validation input (the source rejects such draws), so a train file
+  and a validation file of the same task are disjoint.
+* `--seed` chooses the train stream; the validation split is fixed whatever the seed. Line k of a
+  train file is the k-th distinct input of example indices 0, 1, 2, ...: the same command always
+  writes the same file.
+* The ids are those of the gin-configured vocabulary (`--gin.default_vocabulary.name="'t5'"`
+  gives the authors' ids); gin knobs such as `--gin.length_range.max_length=40` or
+  `--gin.split_sizes.validation=2000` apply as in training.
+* The file is written to a temporary file next to OUTPUT and renamed when complete, so OUTPUT is
+  either the whole file or untouched.
+
+`synthetic.register_file_task` (or `synthetic.AuthorsFileSource`) reads such files back as a SeqIO
+task. Bad input (an unknown task, a bad split, a task that cannot give that many distinct inputs)
+ends with a one-line `error: ...` on stderr and exit status 1.
 """
 import argparse
 import os
 import sys
-from typing import Iterator, List, Mapping
+from typing import Iterator, List, Mapping, Sequence
 
 import gin
 import tqdm
 
 from synthetic_pretraining import data
 from synthetic_pretraining import gin_utils
+from synthetic_pretraining import vocabularies
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic.sources import SyntheticSource
 
+SPLITS = ("train", "validation")
 MAX_DRAWS_PER_EXAMPLE = 100  # a task whose inputs repeat this much cannot fill the file
 
 
-def synthetic_sources(name: str, module: str = "tasks") -> List[SyntheticSource]:
-  """The generated sources of a task, or of each task of a mixture (e.g. lime)."""
+def synthetic_sources(name: str, module: str = "tasks"):
+  """The generated sources of a task, or of each task of a mixture (e.g. lime), and their rates.
+
+  Raises:
+    data.UnknownTaskError: no such task or mixture (with close names).
+    ValueError: a task that is not generated on the fly (e.g. a downstream task).
+  """
   task_or_mixture = data.get_mixture_or_task(name, module)
-  tasks = getattr(task_or_mixture, "tasks", [task_or_mixture])
-  sources = [t.source for t in tasks]
-  for task, source in zip(tasks, sources):
-    if not isinstance(source, SyntheticSource):
+  tasks = getattr(task_or_mixture, "tasks", None)
+  if tasks is None:
+    tasks, rates = [task_or_mixture], [1.0]
+  else:
+    rates = [task_or_mixture.get_rate(t) for t in tasks]
+  for task in tasks:
+    if not isinstance(task.source, SyntheticSource):
       raise ValueError(f"Task {task.name!r} is not generated on the fly (its source is "
-                       f"{type(source).__name__}); only synthetic tasks can be exported.")
-  return sources
+                       f"{type(task.source).__name__}); export_data writes synthetic tasks only.")
+  features = {t.source.features for t in tasks}
+  if len(features) > 1:
+    raise ValueError(f"The tasks of {name!r} have different features {sorted(features)}; "
+                     "export them one task at a time.")
+  return [t.source for t in tasks], rates
 
 
-def examples(sources: List[SyntheticSource], split: str, seed: int) -> Iterator[Mapping]:
-  """Examples of `split`, taking the tasks of a mixture in turn (equal rates, as lime's)."""
-  if split == "validation":
-    pools = [s.validation_examples() for s in sources]
-    for i in range(max(len(p) for p in pools)):
-      for pool in pools:
-        if i < len(pool):
-          yield pool[i]
-    return
-  index = 0
+def _turns(rates: Sequence[float]) -> Iterator[int]:
+  """Which source goes next: smooth weighted round-robin, so every prefix follows the rates."""
+  total = float(sum(rates))
+  credit = [0.0] * len(rates)
   while True:
-    for source in sources:
+    credit = [c + r for c, r in zip(credit, rates)]
+    best = max(range(len(rates)), key=credit.__getitem__)
+    credit[best] -= total
+    yield best
+
+
+def examples(sources: List[SyntheticSource], split: str, seed: int,
+             rates: Sequence[float] = None) -> Iterator[Mapping]:
+  """Examples of `split` in index order, the sources of a mixture interleaved by their rates."""
+  rates = rates or [1.0] * len(sources)
+  next_index = [0] * len(sources)
+  for i in _turns(rates):
+    source, index = sources[i], next_index[i]
+    next_index[i] += 1
+    if split == "validation":
+      pool = source.validation_examples()
+      if index < len(pool):
+        yield pool[index]
+      elif all(n > len(s.validation_examples()) for n, s in zip(next_index, sources)):
+        return  # every validation split is exhausted
+    else:
       yield source.example(split, index, seed)
-    index += 1
 
 
 def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
            module: str = "tasks", progress: bool = True) -> int:
-  """Writes `num_examples` distinct-input examples to `output`; returns the number written."""
-  if split not in ("train", "validation"):
+  """Writes `num_examples` examples with distinct inputs to `output`; returns the number written.
+
+  Raises:
+    ValueError (data.UnknownTaskError included): bad arguments, or too few distinct inputs.
+    RuntimeError: the generator failed (e.g. a length range the task cannot fit).
+  """
+  if split not in SPLITS:
     raise ValueError(f"--split must be 'train' or 'validation', got {split!r}.")
   if num_examples < 1:
     raise ValueError(f"--num_examples must be at least 1, got {num_examples}.")
-  sources = synthetic_sources(name, module)
-  features = sources[0].features
-  seen, written, draws = set(), 0, 0
-  partial = output + ".partial"
+  sources, rates = synthetic_sources(name, module)
+  features, key = sources[0].features, sources[0].membership_key
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(partial, "w") as f, tqdm.tqdm(total=num_examples, unit="ex", disable=not progress,
-                                          desc=f"{name}/{split}") as bar:
-    for example in examples(sources, split, seed):
-      draws += 1
-      if draws > MAX_DRAWS_PER_EXAMPLE * num_examples:
-        break
-      key = sources[0].membership_key(example)
-      if key in seen:
-        continue
-      seen.add(key)
-      f.write(file_source.format_line(example, features) + "\n")
-      written += 1
-      bar.update(1)
-      if written == num_examples:
-        break
-  if written < num_examples:
-    os.remove(partial)
-    hint = (" (raise split_sizes.validation)" if split == "validation" else
-            " (its input space is too small)")
-    raise ValueError(f"Task {name!r} gave only {written} distinct inputs for split {split!r}, "
-                     f"not {num_examples}{hint}.")
-  os.replace(partial, output)
+  # Next to the output, so the final rename is atomic (no cross-device move); the process id
+  # keeps two concurrent exports of the same file apart.
+  partial = f"{output}.{os.getpid()}.partial"
+  seen, written, draws = set(), 0, 0
+  try:
+    with open(partial, "w") as f, tqdm.tqdm(total=num_examples, unit="ex", disable=not progress,
+                                           desc=f"{name}/{split}") as bar:
+      for example in examples(sources, split, seed, rates):
+        draws += 1
+        if draws > MAX_DRAWS_PER_EXAMPLE * num_examples:
+          break
+        k = key(example)
+        if k in seen:
+          continue
+        seen.add(k)
+        f.write(file_source.format_line(example, features) + "\n")
+        written += 1
+        bar.update(1)
+        if written == num_examples:
+          break
+    if written < num_examples:
+      hint = (" (raise --gin.split_sizes.validation)" if split == "validation" else
+              " (its input space is too small)")
+      raise ValueError(f"Task {name!r} gave only {written} distinct inputs for split {split!r}, "
+                       f"not {num_examples}{hint}.")
+    os.replace(partial, output)
+  except BaseException:
+    os.remove(partial)  # KeyboardInterrupt included: never leave a partial file behind
+    raise
   return written
 
 
@@ -98,7 +153,8 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.export_data",
                               description=__doc__.split("\n")[0])
   p.add_argument("--task", required=True, help="a synthetic task or mixture id, e.g. set, lime")
-  p.add_argument("--split", default="train", choices=("train", "validation"))
+  # No argparse `choices`: a bad split gets the same one-line error as every other bad input.
+  p.add_argument("--split", default="train", help="'train' or 'validation'")
   p.add_argument("--num_examples", type=int, required=True)
   p.add_argument("--output", required=True, help="the file to write")
   p.add_argument("--seed", type=int, default=0, help="the train stream's seed")
@@ -108,10 +164,15 @@ def main(argv=None) -> int:
     if gin_files or bindings:
       gin.clear_config()  # a fresh configuration per call, also when called in-process
       gin_utils.parse(gin_files, bindings)
+    vocabularies.VOCABULARY.reset()  # resolve the vocabulary under this configuration
     written = export(args.task, args.split, args.num_examples, args.output, args.seed,
                      args.module, progress=sys.stderr.isatty())
-  except (ValueError, gin_utils.GinConfigError) as e:
-    print(f"error: {e}", file=sys.stderr)
+  except ImportError as e:
+    print(f"error: cannot import --module={args.module}: {e}", file=sys.stderr)
+    return 1
+  except (ValueError, RuntimeError, OSError) as e:
+    # Gin appends "In call to configurable ..." lines; the first line says what was wrong.
+    print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
     return 1
   print(f"Wrote {written} examples of {args.task}/{args.split} to {args.output}.")
   return 0

@@ -68,7 +68,7 @@ def sample_deduplicate(rng: TaskRandom) -> list:
 def sample_longest_word(rng: TaskRandom) -> list:
   """w ~ U{1..hi/2} words of positive lengths, m tokens in all, joined by extra_id_1."""
   lo, hi = rng.min_length, rng.max_length
-  words = rng.randint(1, hi // 2)
+  words = rng.randint(1, max(1, hi // 2))
   total = rng.randint(max(lo - (words - 1), words), hi - (words - 1))
   tokens = rng.token_array(total)
   ends = np.cumsum(rng.partition_array(total, words, 1))[:-1]
@@ -77,7 +77,8 @@ def sample_longest_word(rng: TaskRandom) -> list:
 
 def sample_count(rng: TaskRandom) -> list:
   """c ~ U{lo-2..hi-2}; k ~ U{0..c} copies of a query among c - k i.i.d. tokens, shuffled."""
-  c = rng.randint(rng.min_length - 2, rng.max_length - 2)
+  # Clamped so that short ranges (min_length < 2) draw a valid count; too-long bodies are redrawn.
+  c = rng.randint(max(0, rng.min_length - 2), max(0, rng.max_length - 2))
   query = rng.token()
   k = rng.randint(0, c)
   seq = rng.shuffled([query] * k + rng.tokens(c - k))
@@ -119,7 +120,7 @@ def _absent(rng: TaskRandom) -> Tuple[list, list]:
   lo, hi = rng.min_length, rng.max_length
   while True:
     if rng.random() < 0.01:
-      q = rng.randint(lo + 1, hi)
+      q = rng.randint(lo + 1, max(lo + 1, hi))  # lo == hi: too long, redrawn by make_example
       s = rng.randint(0, q - 1)
     else:
       s = rng.randint(lo, hi)
@@ -152,7 +153,7 @@ def sample_sort(rng: TaskRandom) -> list:
 
 def sample_replace(rng: TaskRandom) -> list:
   """s ~ U{lo-3..hi-3} tokens; the key is one of its distinct values, the value a fresh token."""
-  seq = rng.tokens(rng.randint(max(1, rng.min_length - 3), rng.max_length - 3))
+  seq = rng.tokens(rng.randint(max(1, rng.min_length - 3), max(1, rng.max_length - 3)))
   values = list(dict.fromkeys(seq))
   key = values[rng.randrange(len(values))]
   return rng.space.join_args(seq, [key, rng.token()])
@@ -160,7 +161,7 @@ def sample_replace(rng: TaskRandom) -> list:
 
 def sample_set_operation(rng: TaskRandom) -> list:
   """T ~ U{lo-1..hi-1} tokens over a sub-vocabulary of T/2 ids, split at n1 ~ U{0..T}."""
-  total = rng.randint(max(2, rng.min_length - 1), rng.max_length - 1)
+  total = rng.randint(max(2, rng.min_length - 1), max(2, rng.max_length - 1))
   first = rng.randint(0, total)
   symbols = np.asarray(rng.distinct_tokens(total // 2))
   both = symbols[rng.below(len(symbols), total)].tolist()
