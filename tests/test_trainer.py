@@ -74,7 +74,7 @@ def test_inspect_checkpoint_json(trained_dir, capsys):
   assert info["step"] == 150
   by_path = {p["path"]: p for p in info["params"]}
   assert len(by_path) == 47
-  assert by_path["token_embedder/embedding"]["shape"] == [384, 64]
+  assert by_path["token_embedder/embedding"]["shape"] == [4224, 64]  # cpu_sp: 4,100 ids, padded to 128s
   _, params = inspect_checkpoint.load(trained_dir)
   scale = dict(params)["encoder/encoder_norm/scale"].astype(np.float64)
   assert by_path["encoder/encoder_norm/scale"]["mean"] == pytest.approx(scale.mean(), rel=1e-12)
