@@ -142,7 +142,8 @@ def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
                        f"not {num_examples}{hint}.")
     os.replace(partial, output)
   except BaseException:
-    os.remove(partial)  # KeyboardInterrupt included: never leave a partial file behind
+    if os.path.exists(partial):  # KeyboardInterrupt included: never leave a partial file behind
+      os.remove(partial)
     raise
   return written
 
