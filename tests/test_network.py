@@ -12,9 +12,7 @@ from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
 from synthetic_pretraining import network
 
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
-if not os.path.isdir(REFERENCE):
-  REFERENCE = "/work/shared/reference"
+from reference import REFERENCE_DIR as REFERENCE
 
 
 def _flat_shapes(model):

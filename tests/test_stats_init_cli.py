@@ -17,7 +17,7 @@ from synthetic_pretraining.stats_init import procedures
 from synthetic_pretraining.stats_init import sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "t5x_checkpoints", "t5_1_1_tiny.msgpack")
+from reference import T5X_TINY as REFERENCE  # noqa: E402
 TINY_1_1 = "--gin_file=gin/models/t5_1_1/tiny.gin"
 SCHEME = "per_param_grouping___init_scale"
 

@@ -21,8 +21,7 @@ from synthetic_pretraining.stats_init import sampling
 from synthetic_pretraining.stats_init import statistics
 from synthetic_pretraining.stats_init import transform
 
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
-                         "t5x_checkpoints", "t5_1_1_tiny.msgpack")
+from reference import T5X_TINY as REFERENCE
 T5_1_1_TINY = network.T5Config(emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16,
                                num_encoder_layers=2, num_decoder_layers=2,
                                activations=("gelu", "linear"), logits_via_embedding=False)

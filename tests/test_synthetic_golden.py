@@ -16,15 +16,12 @@ import pathlib
 import numpy as np
 import pytest
 
+from reference import REFERENCE_DIR
 from synthetic_pretraining.synthetic import common, simple_tasks
 
 
 def _reference_dir() -> pathlib.Path:
-  for root in (pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference",
-               pathlib.Path("/work/shared/reference")):
-    if (root / "original_task_samples").is_dir():
-      return root / "original_task_samples"
-  pytest.skip("shared/reference/original_task_samples not found beside the repository")
+  return pathlib.Path(REFERENCE_DIR) / "original_task_samples"
 
 
 # The authors' internal names (the prefix they encoded) for our SeqIO ids.

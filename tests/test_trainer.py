@@ -218,8 +218,7 @@ def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
 @pytest.mark.parametrize("load", ["all", "all_but_embedding"])
 def test_a_t5x_checkpoint_is_an_initial_checkpoint(tmp_path, load):
   """The natural pre-training baseline: INITIAL_CHECKPOINT_PATH may name a t5x checkpoint."""
-  reference = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
-                           "t5x_checkpoints", "t5_1_1_tiny.msgpack")
+  from reference import T5X_TINY as reference  # pylint: disable=import-outside-toplevel
   args = ["--gin_file=gin/models/t5_1_1/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
           f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
           "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{tmp_path}'",
