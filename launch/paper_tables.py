@@ -105,8 +105,9 @@ def main(argv=None) -> int:
   print(f"# Table {args.table}: {len(commands)} commands on every worker, "
         f"{len(run_dirs)} finetuning runs")
   tpu_vm.execute([tpu_vm.run_command(args, c) for c in commands], args.dry_run)
+  # Natural runs are labelled by their checkpoint directory's name.
   report = ["python3", "-m", "synthetic_pretraining.report", *run_dirs,
-            f"--output_dir={args.bucket}/report/table{args.table}"]
+            f"--output_dir={args.bucket}/report/table{args.table}", f"--natural={NATURAL_LOCAL}"]
   tpu_vm.execute([report], args.dry_run)
   return 0
 

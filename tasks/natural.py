@@ -29,19 +29,49 @@ TSV_TASKS = {"cnndm_10k": metrics.rouge, "mtop": metrics.exact_match_f1,
              "code_translation": metrics.exact_match_f1}
 SQUAD = "squad_v010_allanswers"
 SQUAD_TFDS = ("squad", "v1.1", "3.0.0")
+TASK_ORIGINS = {
+    "cnndm_10k": "CNN/DailyMail article<TAB>summary, lower-cased, 10K training examples",
+    "mtop": "MTOP utterance<TAB>logical form, UnifiedSKG's text-to-text version",
+    "webqsp": "WebQuestionsSP question<TAB>logical form, UnifiedSKG's text-to-text version",
+    "retrosynthesis": "USPTO-50K single-step retrosynthesis, product SMILES<TAB>reactant SMILES",
+    "code_translation": "CodeXGLUE code_trans, Java<TAB>C#",
+}
 DATA_ORIGIN = ("the files the paper's authors prepared (see their repository's "
                "copy_all_data_to_gcs.py); the format is one `input<TAB>target` per line")
 
 
-@gin.configurable(module="natural")
-def data_dir(path: Optional[str] = None) -> str:
-  """DATA_DIR of the downstream tasks: `--gin.natural.data_dir.path="'gs://bucket/data'"`."""
+def _data_dir(path: Optional[str] = None) -> str:
+  """DATA_DIR of the downstream tasks.
+
+  gin/experiments/finetune/*.gin bind it to the DATA_DIR macro (`--gin.DATA_DIR="'gs://b/d'"`);
+  with other configs, `--gin.natural.data_dir.path=...` after a gin file that imports this module
+  (gin/experiments/finetune/data_dir.gin), or the environment variable.
+
+  Args:
+    path: a local directory or gs:// prefix; None falls back to $SYNTHETIC_PRETRAINING_DATA_DIR.
+
+  Returns:
+    The directory that holds finetuning_data/.
+
+  Raises:
+    FileNotFoundError: neither is set (raised only when a dataset is built).
+  """
   path = path or os.environ.get(DATA_DIR_ENV)
   if not path:
     raise FileNotFoundError(
-        "The downstream tasks read <DATA_DIR>/finetuning_data/<task>/{train,valid,test}.txt; set "
-        f"DATA_DIR with --gin.natural.data_dir.path=\"'/path/to/data'\" or ${DATA_DIR_ENV}.")
+        "The downstream tasks read <DATA_DIR>/finetuning_data/<task>/{train,valid,test}.txt, "
+        f"{DATA_ORIGIN}. Set DATA_DIR: --gin.DATA_DIR=\"'/path/to/data'\" with "
+        "gin/experiments/finetune/*.gin, --gin.natural.data_dir.path=\"'/path/to/data'\" (after "
+        f"--gin_file=gin/experiments/finetune/data_dir.gin), or ${DATA_DIR_ENV}.")
   return path
+
+
+try:
+  data_dir = gin.configurable("data_dir", module="natural")(_data_dir)
+except ValueError:
+  # This file imported a second time (importlib.reload, or under another module name): gin
+  # refuses a second configurable of the same name, and the first one behaves the same.
+  data_dir = gin.get_configurable("natural.data_dir")
 
 
 class DownstreamTsvSource(file_source.AuthorsFileSource):
@@ -59,8 +89,10 @@ class DownstreamTsvSource(file_source.AuthorsFileSource):
   def list_shards(self, split: str):
     path = self.path(split)
     if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f"Task {self.task!r}, split {split!r}: {path} does not exist. "
-                              f"It holds {DATA_ORIGIN}.")
+      raise FileNotFoundError(
+          f"Task {self.task!r}, split {split!r}: {path} does not exist. It holds "
+          f"{TASK_ORIGINS[self.task]}: {DATA_ORIGIN}. Put the files there or point DATA_DIR "
+          "elsewhere (docs/finetuning.md).")
     return [path]
 
 

@@ -17,6 +17,15 @@ def test_token_f1_counts_repeated_tokens_once_each():
   assert metrics.exact_match_f1(["a a b"], ["a b b"])["f1"] == pytest.approx(100 * 2 / 3)
 
 
+def test_empty_strings_get_no_f1_credit_as_in_t5():
+  # t5's _f1_score returns 0 whenever nothing overlaps, both sides empty included; EM still
+  # counts the equal empty strings.
+  got = metrics.exact_match_f1([""], [""])
+  assert (got["em"], got["f1"]) == (100.0, 0.0)
+  # "The" normalises to "" on both sides: EM 1, F1 0 (the SQuAD script's behaviour).
+  assert metrics.squad([["The"]], ["a"]) == {"em": 100.0, "f1": 0.0}
+
+
 def test_squad_normalisation():
   assert metrics.normalize_squad("The  Eiffel-Tower, an icon!") == "eiffeltower icon"
   assert metrics.normalize_squad("A theatre") == "theatre"
@@ -42,6 +51,18 @@ def test_rouge_on_a_small_case():
   # Lsum splits sentences at " . ": the same two sentences in another order score 100.
   got = metrics.rouge(["a b . c d"], ["c d . a b"])
   assert got["rougeLsum"] == pytest.approx(100.0) and got["rouge2"] < 100
+
+
+def test_rouge_does_not_stem_unless_asked():
+  # "cats running" vs "cat runs": no unigram matches without stemming; with the Porter stemmer
+  # both sides become "cat run": 100.
+  assert metrics.rouge(["cat runs"], ["cats running"])["rouge1"] == 0.0
+  assert metrics.rouge(["cat runs"], ["cats running"], use_stemmer=True)["rouge1"] == 100.0
+
+
+def test_rouge_averages_examples():
+  # Example 1 scores 100, example 2 ("x y" vs "z w") 0: mean 50.
+  assert metrics.rouge(["a b", "x y"], ["a b", "z w"])["rouge1"] == pytest.approx(50.0)
 
 
 def test_mismatched_lengths_are_an_error():

@@ -8,15 +8,17 @@ import pytest
 from synthetic_pretraining import report
 
 
-def _run(root, name, task, em_by_step, acc_by_step, config="", label=None):
+def _run(root, name, task, em_by_step, acc_by_step, config="", label=None, split="test"):
   path = root / name
   path.mkdir(parents=True)
   with open(path / "metrics.jsonl", "w") as f:
     for step, acc in acc_by_step.items():
+      f.write(json.dumps({"step": step, "kind": "train", "split": "train", "task": task,
+                          "accuracy": 1.0}) + "\n")  # training accuracy never selects a step
       f.write(json.dumps({"step": step, "kind": "eval", "split": "validation", "task": task,
                           "accuracy": acc}) + "\n")
     for step, em in em_by_step.items():
-      f.write(json.dumps({"step": step, "kind": "infer", "split": "test", "task": task,
+      f.write(json.dumps({"step": step, "kind": "infer", "split": split, "task": task,
                           "em": em, "f1": em + 1}) + "\n")
   (path / "config.gin").write_text(f"MIXTURE_OR_TASK_NAME = '{task}'\nSEED = 1\n" + config)
   if label:
@@ -32,12 +34,96 @@ def test_score_is_taken_at_the_step_of_best_validation_accuracy(tmp_path):
   assert run.label == "random" and run.task == "mtop"
 
 
+def test_ties_pick_the_first_best_step_and_test_beats_validation(tmp_path):
+  path = _run(tmp_path, "r", "mtop", {100: 10.0, 200: 30.0}, {100: 0.7, 200: 0.7})
+  with open(os.path.join(path, "metrics.jsonl"), "a") as f:  # validation decoded as well
+    f.write(json.dumps({"step": 100, "kind": "infer", "split": "validation", "task": "mtop",
+                        "em": 99.0}) + "\n")
+  run = report.read_run(path)
+  assert (run.best_step, run.metrics["em"], run.infer_split) == (100, 10.0, "test")
+  assert run.metrics["eval:accuracy"] == pytest.approx(70.0)
+
+
+def test_validation_inference_is_used_when_no_test_split_was_decoded(tmp_path, capsys):
+  # SQuAD's protocol: inference eval on validation.
+  runs = [_run(tmp_path, n, "squad_v010_allanswers", {5: em}, {5: 0.5}, label=n, split="validation")
+          for n, em in (("random", 10.0), ("natural", 20.0))]
+  assert report.main(runs + [f"--output_dir={tmp_path / 'out'}"]) == 0
+  assert "squad_v010_allanswers: validation (2 runs)" in capsys.readouterr().out
+
+
+GIN_CONFIG = """# Macros:
+# ==============================================================================
+INITIAL_CHECKPOINT_PATH = %PRETRAINED_CHECKPOINT
+MIXTURE_OR_TASK_NAME = 'mtop'
+PRETRAINED_CHECKPOINT = \\
+    '{pretrained}'
+SEED = 7
+
+# Parameters for train:
+# ==============================================================================
+train.initial_checkpoint_path = %INITIAL_CHECKPOINT_PATH
+train.seed = %SEED
+"""
+
+
+def test_config_parsing_follows_macros_and_continued_lines(tmp_path):
+  # A pretraining run of ours: its config names the pretraining task, whatever its directory.
+  pretrained = tmp_path / "pretrain" / "run_17"
+  (pretrained / "checkpoint_800").mkdir(parents=True)
+  (pretrained / "config.gin").write_text("MIXTURE_OR_TASK_NAME = 'lime'\n")
+  for target, want in ((pretrained, "lime"), (pretrained / "checkpoint_800", "lime"),
+                       (tmp_path / "t5x" / "natural_t5_small", "natural_t5_small")):
+    config = GIN_CONFIG.format(pretrained=target)
+    assert report.label_from_config(config) == want
+  bindings = report.parse_config(GIN_CONFIG.format(pretrained="/p"))
+  assert report.config_value(bindings, "SEED") == 7
+  assert report.config_value(bindings, "train.initial_checkpoint_path") == "/p"
+
+
 def test_labels_come_from_the_config():
   assert report.label_from_config("INITIAL_CHECKPOINT_PATH = 'runs/pretrain/set'\n") == "set"
   assert report.label_from_config(
-      "stats_init.StatisticsInitializer.scheme = 'per_param_grouping___init_scale'\n") == \
-      "stats:per_param_grouping___init_scale"
+      "STATS_SOURCE = 'runs/nothing_here/set1_minus_set2'\n"
+      "StatisticsInitializer.checkpoint = %STATS_SOURCE\n"
+      "StatisticsInitializer.scheme = 'per_param_grouping___init_scale'\n") == \
+      "stats:per_param_grouping___init_scale(set1_minus_set2)"
+  assert report.label_from_config(
+      "PRE_ATTN_LN_VALUE = -0.4\n"
+      "stats_init.CustomValueInitializer.constants = {'pre_attn_ln': %PRE_ATTN_LN_VALUE}\n"
+      "train.param_initializer = @stats_init.CustomValueInitializer()\n") == \
+      "custom:pre_attn_ln=-0.4"
+  assert report.label_from_config(
+      "stats_init.CustomValueInitializer.constants = \\\n    {'pre_attn_ln': 0.4,\n"
+      "     'q': 0.2}\ntrain.param_initializer = @stats_init.CustomValueInitializer()\n") == \
+      "custom:pre_attn_ln=0.4,q=0.2"
   assert report.label_from_config("INITIAL_CHECKPOINT_PATH = None\n") == "random"
+  assert report.label_from_config("") == "random"
+
+
+def test_explicit_labels_win(tmp_path, capsys):
+  a = _run(tmp_path, "a", "mtop", {5: 10.0}, {5: 0.5}, label="from_file")
+  b = _run(tmp_path, "b", "mtop", {5: 30.0}, {5: 0.5})
+  c = _run(tmp_path, "c", "mtop", {5: 20.0}, {5: 0.5})
+  labels = tmp_path / "labels.txt"
+  labels.write_text(f"# run=label\n{b}/=natural\n")
+  out = tmp_path / "out"
+  assert report.main([a, b, c, f"--label={a}=random", f"--label_file={labels}",
+                      "--label", f"{c}=mine", f"--output_dir={out}"]) == 0
+  text = (out / "report.md").read_text()
+  assert "| mine | 20.00 ± 0.00 (n=1), benefit 50% | 50% |" in text
+  assert report.main([a, f"--label={tmp_path}/elsewhere=x"]) == 1
+  assert "not reported" in capsys.readouterr().err
+
+
+def test_a_missing_baseline_is_said_not_silent(tmp_path, capsys):
+  runs = [_run(tmp_path, n, "mtop", {5: em}, {5: 0.5}, label=n)
+          for n, em in (("random", 1.0), ("natural_t5_small", 5.0), ("set", 3.0))]
+  assert report.main(runs + [f"--output_dir={tmp_path / 'o1'}"]) == 0
+  assert "no run labelled 'natural'" in capsys.readouterr().err
+  assert report.main(runs + [f"--output_dir={tmp_path / 'o2'}", "--natural=natural_t5_small"]) == 0
+  text = (tmp_path / "o2" / "report.md").read_text()
+  assert "| set | 3.00 ± 0.00 (n=1), benefit 50% | 50% |" in text
 
 
 def test_benefit_arithmetic(tmp_path, capsys):
@@ -69,3 +155,14 @@ def test_runs_that_cannot_be_scored_are_clear_errors(tmp_path, capsys):
   path = _run(tmp_path, "gap", "mtop", {100: 1.0}, {100: 0.1, 200: 0.9})
   assert report.main([path]) == 1
   assert "no inference eval at step 200" in capsys.readouterr().err
+  # The teacher-forced comparison still works for such a run.
+  assert report.main([path, "--metric=eval:accuracy", f"--output_dir={tmp_path / 'o'}"]) == 0
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  (empty / "metrics.jsonl").write_text(json.dumps({"step": 1, "kind": "train", "split": "train",
+                                                   "loss": 1.0}) + "\n")
+  assert report.main([str(empty)]) == 1
+  assert "no teacher-forced validation 'accuracy'" in capsys.readouterr().err
+  (empty / "metrics.jsonl").write_text("{not json\n")
+  assert report.main([str(empty)]) == 1
+  assert "metrics.jsonl: line 1 is not JSON" in capsys.readouterr().err
