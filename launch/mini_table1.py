@@ -137,8 +137,9 @@ def run(preset: str, out: str, seeds: Sequence[int] = ()) -> int:
   start = time.time()
   pretrain, finetune = pretrain_runs(p, out), finetune_runs(p, out)
   total = len(pretrain) + len(finetune)
-  for i, (_, flags) in enumerate(pretrain, 1):
-    print(f"[{i}/{total}] pre-train {flags[-2]}  ({(time.time() - start) / 60:.1f} min)", flush=True)
+  for i, (model_dir, flags) in enumerate(pretrain, 1):
+    print(f"[{i}/{total}] pre-train on {os.path.basename(model_dir)}  "
+          f"({(time.time() - start) / 60:.1f} min)", flush=True)
     _train(flags)
   for i, (model_dir, label, flags) in enumerate(finetune, len(pretrain) + 1):
     print(f"[{i}/{total}] finetune squad_offline from {label}, {model_dir.rsplit('/', 1)[-1]}  "
