@@ -65,3 +65,31 @@ def test_natural_text_is_span_corrupted_and_shares_no_passage_with_squad():
   squad = {" ".join(p["context"].split()) for s in ("validation", "test") for p in _paragraphs(s)}
   assert len(passages) > 1_900 and not passages & squad
   assert np.all(ex["inputs"] < vocab.vocab_size)
+
+
+def test_squad_offline_records_are_well_formed():
+  ids = set()
+  for split in ("train", "validation", "test"):
+    for paragraph in _paragraphs(split):
+      assert paragraph["title"] and paragraph["context"] and paragraph["qas"]
+      for qa in paragraph["qas"]:
+        assert qa["id"] not in ids and qa["question"]
+        ids.add(qa["id"])
+        # Extractive QA: every gold answer is a span of its passage, so F1 and EM can reach 100.
+        assert qa["answers"] and all(a and a in paragraph["context"] for a in qa["answers"])
+
+
+def test_the_shipped_vocabulary_loads_directly_in_seqio():
+  vocab = seqio.SentencePieceVocabulary(vocabularies.CPU_SENTENCEPIECE_MODEL, extra_ids=100)
+  assert (vocab.pad_id, vocab.eos_id, vocab.unk_id, vocab.vocab_size) == (0, 1, 2, 4100)
+  text = "The committee met on 3 May 1998; its report (pp. 12-40) was never published."
+  assert vocab.decode(vocab.encode(text)) == text
+  assert vocab.unk_id not in vocab.encode(text)
+
+
+def test_natural_text_has_a_validation_split():
+  gin.bind_parameter("default_vocabulary.name", "cpu_sp")
+  ds = seqio.get_mixture_or_task("natural_text").get_dataset(
+      {"inputs": 128, "targets": 64}, split="validation", shuffle=False)
+  examples = list(ds.take(4).as_numpy_iterator())
+  assert len(examples) == 4 and all(len(ex["inputs"]) <= 128 for ex in examples)
