@@ -279,13 +279,20 @@ def _t5x_dir_source(path: str) -> ArraySource:
 
 
 def is_t5x_checkpoint(path: str) -> bool:
-  """True for a local t5x checkpoint: a msgpack file, or a tensorstore/orbax t5x directory."""
+  """True for a local t5x checkpoint: a msgpack file, a tensorstore/orbax t5x directory, or a
+  t5x MODEL_DIR whose latest `checkpoint_<step>` is one (as t5x's INITIAL_CHECKPOINT_PATH)."""
   path = os.fspath(path)
   if "://" in path:
     return False
   if os.path.isfile(path):
     return not path.endswith(".json")
-  return os.path.isdir(path) and not checkpoints.is_checkpoint_dir(path) and _is_t5x_dir(path)
+  if not os.path.isdir(path) or checkpoints.is_checkpoint_dir(path):
+    return False
+  if _is_t5x_dir(path):
+    return True
+  latest = checkpoints.latest_checkpoint_step_dir(path)
+  return (latest is not None and not checkpoints.is_checkpoint_dir(latest) and
+          _is_t5x_dir(latest))
 
 
 def open_source(path: str) -> Union[ArraySource, artifact.Plan]:

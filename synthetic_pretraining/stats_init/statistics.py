@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synthetic_pretraining.stats_init.errors import StatsInitError
+
 _BITS = 30          # scaled magnitudes stay below 2^30
 _LIMB = 10          # int32 limbs of 10 bits: sums over axes of length <= 2^20 fit in int32
 _NUM_LIMBS = 8      # 80 bits: room for 2^30 * 2^48 elements
@@ -102,8 +104,14 @@ def _digit_sum(x, square, shift, scale, low, high, carry):
 
 @jax.jit
 def _min_max(x):
+  """[min, max, number of non-finite values] (as float32).
+
+  The count is needed because XLA:CPU's cross-device min/max reductions drop NaN: a NaN in
+  one shard of a sharded array does not reach the result.
+  """
   x = jnp.asarray(x, jnp.float32)
-  return jnp.stack([jnp.min(x), jnp.max(x)])
+  bad = jnp.sum(~jnp.isfinite(x), dtype=jnp.int32).astype(jnp.float32)
+  return jnp.stack([jnp.min(x), jnp.max(x), bad])
 
 
 def _scale_exponent(bound: float) -> int:
@@ -135,8 +143,8 @@ def _exact_sum(x, square: bool, shift, scale):
 
 def _check_shape(path: str, shape: Sequence[int]) -> None:
   if any(d > _MAX_AXIS for d in shape):
-    raise ValueError(f"{path}: axes longer than {_MAX_AXIS} are not supported by the exact "
-                     f"statistics (shape {tuple(shape)}).")
+    raise StatsInitError(f"{path}: axes longer than {_MAX_AXIS} are not supported by the exact "
+                         f"statistics (shape {tuple(shape)}).")
 
 
 def parameter_moments(arrays: Mapping[str, jax.Array]) -> Dict[str, Moments]:
@@ -147,9 +155,10 @@ def parameter_moments(arrays: Mapping[str, jax.Array]) -> Dict[str, Moments]:
   extremes = {n: jax.device_get(_min_max(arrays[n])) for n in names}  # one at a time (above)
   bounds, pending = {}, {}
   for n in names:
-    lo, hi = (float(v) for v in extremes[n])
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-      raise ValueError(f"{n} holds non-finite values (min {lo}, max {hi}); no statistics.")
+    lo, hi, bad = (float(v) for v in extremes[n])
+    if bad or not (math.isfinite(lo) and math.isfinite(hi)):
+      raise StatsInitError(f"{n} holds non-finite values ({int(bad)} of "
+                           f"{int(np.prod(arrays[n].shape))} are NaN or inf); no statistics.")
     bounds[n] = (lo, hi)
     e = _scale_exponent(max(abs(lo), abs(hi)))
     pending[n] = (e, _exact_sum(arrays[n], False, 0.0, 2.0 ** (_BITS - e)))

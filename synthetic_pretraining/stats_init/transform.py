@@ -3,9 +3,13 @@
     plan = build_plan('per_param_grouping___init_scale', 'runs/lime/checkpoint_100000', abstract)
     params = sampling.apply_plan(plan, random_params, seed)
 
-The source is read a bounded number of bytes at a time (`chunk_bytes`), sharded like the target;
-only scalars of each parameter's statistics are kept, so the peak is one chunk of the source.
+The source is read a bounded number of bytes at a time (`chunk_bytes`), each array split over all
+of the target's devices (not in the target's own shardings: those may replicate a parameter over
+the data axis, which would multiply the memory and the work of the statistics by the number of
+replicas; the sums are exact, so the layout does not change a bit of the result). Only scalars
+of each parameter's statistics are kept, so the peak is one chunk of the source.
 """
+import ctypes
 import dataclasses
 import logging
 import re
@@ -14,6 +18,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 import jax
 import numpy as np
 from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
@@ -53,6 +58,47 @@ def check_architecture(source_metadata: Mapping, target: Mapping, where: str) ->
         ("\n  ..." if len(problems) > 40 else ""))
 
 
+def _devices(target: Mapping[str, jax.ShapeDtypeStruct]) -> List[jax.Device]:
+  """The devices of the target's mesh (in mesh order), else all devices."""
+  for t in target.values():
+    sharding = getattr(t, "sharding", None)
+    if isinstance(sharding, NamedSharding):
+      return list(sharding.mesh.devices.flat)
+    if sharding is not None:
+      return sorted(sharding.device_set, key=lambda d: d.id)
+  return jax.devices()
+
+
+def statistics_layout(target: Mapping[str, jax.ShapeDtypeStruct]) -> Dict[str, jax.sharding.Sharding]:
+  """{path: sharding} in which the source is read for statistics: each array's longest axis
+  divisible by the number of devices is split over all of them, so every value is held (and
+  summed) once; arrays with no such axis (small ones) are replicated."""
+  devices = _devices(target)
+  mesh = Mesh(np.array(devices), ("stats",))
+  out = {}
+  for path, t in target.items():
+    axes = [a for a in sorted(range(len(t.shape)), key=lambda a: -t.shape[a])
+            if t.shape[a] % len(devices) == 0]
+    spec = [None] * len(t.shape)
+    if axes:
+      spec[axes[0]] = "stats"
+    out[path] = NamedSharding(mesh, PartitionSpec(*spec))
+  return out
+
+
+def _release_host_memory() -> None:
+  """Gives memory freed by the source reads back to the OS (glibc only; a no-op elsewhere).
+
+  Without it, glibc's per-thread arenas keep the freed chunks of the source resident, and the
+  parameters drawn next are allocated on top of them: measured on T5 base (FSDP, 8 CPU
+  devices), the peak RSS of the transform fell from 1.86x to 1.42x one copy of the parameters.
+  """
+  try:
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+
+
 def _chunks(paths: Sequence[str], target: Mapping[str, jax.ShapeDtypeStruct],
             chunk_bytes: int) -> Iterator[List[str]]:
   chunk, size = [], 0
@@ -87,13 +133,17 @@ def build_plan(scheme: str, source: Source, params, *,
   if isinstance(source, artifact.Plan):
     return plan_from_stats(source, target, scheme)
   check_architecture(source.metadata(), target, source.description)
-  source.bind(traverse_util.unflatten_dict(dict(target), sep="/"))
+  layout = statistics_layout(target)
+  read_as = {p: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=layout[p])
+             for p, t in target.items()}
+  source.bind(traverse_util.unflatten_dict(read_as, sep="/"))
   members = [m for group, _ in planned for m in group.members]
   moments: Dict[str, statistics.Moments] = {}
   for chunk in _chunks(members, target, chunk_bytes):
-    arrays = source.read({p: target[p] for p in chunk})
+    arrays = source.read({p: read_as[p] for p in chunk})
     moments.update(statistics.parameter_moments(arrays))
     del arrays
+    _release_host_memory()
   groups = []
   for group, draw in planned:
     stats = statistics.pool(moments[m] for m in group.members)
