@@ -18,7 +18,6 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining import metrics
-from synthetic_pretraining import vocabularies
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
 
@@ -147,4 +146,3 @@ def _register() -> None:
 
 
 _register()
-del vocabularies  # the features use the gin-configured vocabulary through registry

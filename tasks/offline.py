@@ -50,8 +50,7 @@ def _squad_dataset(split: str, shuffle_files: bool, seed=None) -> tf.data.Datase
       raise ValueError(f"{path}: line {number} is not a SQuAD paragraph record ({e}).") from e
   return tf.data.Dataset.from_tensor_slices({
       "id": ids, "question": questions, "context": contexts,
-      "answers": {"text": tf.ragged.constant(answers)}}).map(
-          lambda ex: {**ex, "answers": {"text": ex["answers"]["text"]}})
+      "answers": {"text": tf.ragged.constant(answers)}})
 
 
 def _natural_text(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset:
