@@ -1,0 +1,125 @@
+"""One path layer for every file the project reads or writes, on local disk or an object store.
+
+Every user path (MODEL_DIR, checkpoints, statistics files, task data, reports) goes through here,
+so `gs://bucket/run` behaves like a local directory. `etils.epath` (installed with orbax, and the
+path type orbax itself takes) does the work: it speaks gs:// through tf.io.gfile, or through
+fsspec/gcsfs when `EPATH_USE_TF=false`. Never use `os.path` or `open` on a user path.
+"""
+import os
+import uuid
+from typing import Iterator, Union
+
+from etils import epath
+
+PathLike = Union[str, os.PathLike, epath.Path]
+
+
+def is_remote(path: PathLike) -> bool:
+  """True for a URL-like path (gs://, s3://, ...), which has no local meaning."""
+  return "://" in os.fspath(path)
+
+
+def as_path(path: PathLike) -> epath.Path:
+  """An `epath.Path`; a local path is made absolute (so it does not follow later chdirs)."""
+  text = os.fspath(path)
+  return epath.Path(text if is_remote(text) else os.path.abspath(text))
+
+
+def as_str(path: PathLike) -> str:
+  """The canonical string of `path` (absolute if local), as written in logs and records."""
+  return os.fspath(as_path(path))
+
+
+def join(path: PathLike, *parts: str) -> str:
+  return os.fspath(as_path(path).joinpath(*parts))
+
+
+def exists(path: PathLike) -> bool:
+  return as_path(path).exists()
+
+
+def isdir(path: PathLike) -> bool:
+  return as_path(path).is_dir()
+
+
+def listdir(path: PathLike) -> list:
+  """Names in a directory; [] for a directory that does not exist."""
+  directory = as_path(path)
+  if not directory.is_dir():
+    return []
+  return sorted(child.name for child in directory.iterdir())
+
+
+def makedirs(path: PathLike) -> None:
+  as_path(path).mkdir(parents=True, exist_ok=True)
+
+
+def rmtree(path: PathLike) -> None:
+  directory = as_path(path)
+  if directory.exists():
+    directory.rmtree()
+
+
+def glob(pattern: PathLike) -> list:
+  """Sorted paths matching a glob pattern (`*` and `?` in the last components)."""
+  text = os.fspath(pattern)
+  if not is_remote(text):
+    text = os.path.abspath(text)
+  head, tail = _split_glob(text)
+  return sorted(os.fspath(p) for p in epath.Path(head).glob(tail)) if tail else (
+      [text] if exists(text) else [])
+
+
+def _split_glob(pattern: str):
+  """('fixed/prefix', 'pattern/part') at the first component holding a wildcard."""
+  parts = pattern.split("/")
+  for i, part in enumerate(parts):
+    if any(c in part for c in "*?["):
+      return "/".join(parts[:i]) or "/", "/".join(parts[i:])
+  return pattern, ""
+
+
+def open_file(path: PathLike, mode: str = "r"):
+  """A file object for reading or writing (text or 'b' modes); parents are created for writes."""
+  target = as_path(path)
+  if any(m in mode for m in "wa"):
+    target.parent.mkdir(parents=True, exist_ok=True)
+  return target.open(mode)
+
+
+def read_text(path: PathLike) -> str:
+  return as_path(path).read_text()
+
+
+def read_bytes(path: PathLike) -> bytes:
+  return as_path(path).read_bytes()
+
+
+def write_atomic(path: PathLike, content: Union[str, bytes]) -> None:
+  """Writes a whole file so readers see the old content or the new, never a part.
+
+  Local disk: write a temporary sibling, then rename over the target. Object stores: an object
+  becomes visible only when its upload completes, so writing it in one piece is already atomic.
+  """
+  target = as_path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  mode = "wb" if isinstance(content, bytes) else "w"
+  if is_remote(target):
+    with target.open(mode) as f:
+      f.write(content)
+    return
+  temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+  try:
+    with temporary.open(mode) as f:
+      f.write(content)
+    os.replace(temporary, target)
+  finally:
+    if temporary.exists():
+      temporary.unlink()
+
+
+def iter_lines(path: PathLike) -> Iterator[str]:
+  """Lines of a text file without their newline, streamed."""
+  with open_file(path, "r") as f:
+    for line in f:
+      yield line.rstrip("\n")
