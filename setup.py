@@ -29,6 +29,7 @@ setuptools.setup(
         "sentencepiece>=0.2",
         "rouge-score>=0.1.2",
         "matplotlib>=3.8",
+        "cloudpickle>=2.2",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],

@@ -1,14 +1,25 @@
 """Input pipeline: SeqIO task -> feature converter -> per-process batches -> global jax.Arrays.
 
-Each process reads its own shard of the task (`seqio.ShardInfo`) and its slice of the global
-batch; `make_array_from_process_local_data` assembles the global array sharded over 'data'.
+Each process builds its rows of the global batch; `make_array_from_process_local_data` assembles
+the global array sharded over 'data'. Which rows a process reads depends on the task
+(`process_layout`):
+
+* 'rows': synthetic tasks whose examples are rows one to one (no packing, per-example
+  preprocessors): global batch s holds examples s * B .. s * B + B - 1 of the one-process stream,
+  and process p generates only rows [p * B / P, (p + 1) * B / P). The global batch is the same for
+  every process count P.
+* 'global': other synthetic tasks and mixtures (span corruption, packing, LIME's mixture): every
+  process builds the whole global stream and keeps its rows of each batch. The same for every P,
+  at the cost of generating the whole batch on every host.
+* 'shards': file-based tasks: each process reads its own seqio shard (`seqio.ShardInfo`), so
+  which examples meet in a global batch depends on P (the data seen per epoch does not).
+
 The tf.data iterator is checkpointable, so a resumed run continues from the same data position.
 """
 import dataclasses
 import difflib
 import importlib
 import logging
-import os
 from typing import Dict, Mapping, Optional
 
 import gin
@@ -18,6 +29,8 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
+from synthetic_pretraining.synthetic import sources as synthetic_sources
 
 
 @gin.configurable
@@ -141,21 +154,61 @@ def _trim(example, lengths: Mapping[str, int], output_features):
   return out
 
 
+# Preprocessors that map each example to one example (so synthetic examples stay rows).
+_ONE_TO_ONE = (seqio.preprocessors.append_eos_after_trim, seqio.preprocessors.append_eos,
+               seqio.preprocessors.tokenize, seqio.preprocessors.rekey)
+
+
+def _one_to_one(preprocessor) -> bool:
+  return getattr(preprocessor, "func", preprocessor) in _ONE_TO_ONE
+
+
+def process_layout(task, cfg: DatasetConfig) -> str:
+  """How processes share the data of `task`: 'rows', 'global' or 'shards' (module docstring).
+
+  A finite split is repeated by seqio per process, restarting each process's row positions every
+  epoch; rows stay aligned only when the split size is a multiple of the batch size.
+  """
+  leaves = task.tasks if isinstance(task, seqio.Mixture) else [task]
+  if not all(isinstance(t.source, synthetic_sources.SyntheticSource) for t in leaves):
+    return "shards"
+  if (isinstance(task, seqio.Task) and not cfg.pack
+      and all(map(_one_to_one, task.preprocessors))):
+    size = task.source.num_input_examples(cfg.split)
+    if size is None or size % cfg.batch_size == 0:
+      return "rows"
+  return "global"
+
+
 def build_dataset(cfg: DatasetConfig, *, seed: int, shard_info: seqio.ShardInfo,
                   num_epochs: Optional[int], counter: Optional[TruncationCounter] = None,
                   drop_remainder: bool = True) -> tf.data.Dataset:
-  """Per-process batches of model features for one process's shard of the data."""
+  """This process's rows of every global batch, as model features (see `process_layout`)."""
   task = get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
-  if cfg.batch_size % shard_info.num_shards:
+  processes, process = shard_info.num_shards, shard_info.index
+  if cfg.batch_size % processes:
     raise ValueError(f"BATCH_SIZE={cfg.batch_size} is not divisible by the number of processes "
-                     f"({shard_info.num_shards}).")
-  ds = _untrimmed_examples(task, cfg, seed=seed, shard_info=shard_info, num_epochs=num_epochs)
+                     f"({processes}).")
+  rows = cfg.batch_size // processes
+  layout = process_layout(task, cfg)
+  if layout == "rows":
+    source_shard = synthetic_sources.GlobalRowsShardInfo(
+        index=process, num_shards=processes, batch_size=cfg.batch_size)
+  else:
+    source_shard = None if layout == "global" else shard_info
+  ds = _untrimmed_examples(task, cfg, seed=seed, shard_info=source_shard, num_epochs=num_epochs)
   if counter is not None:
     ds = ds.map(counter.count)
   ds = ds.map(lambda ex: _trim(ex, cfg.task_feature_lengths, task.output_features))
   converter = seqio.EncDecFeatureConverter(pack=cfg.pack)
   ds = converter(ds, cfg.task_feature_lengths)
-  ds = ds.batch(cfg.batch_size // shard_info.num_shards, drop_remainder=drop_remainder)
+  if layout == "global" and processes > 1:
+    ds = ds.batch(cfg.batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda batch: {k: v[process * rows:(process + 1) * rows] for k, v in batch.items()})
+    # A short final batch may have no rows for this process.
+    ds = ds.filter(lambda batch: tf.shape(next(iter(batch.values())))[0] > 0)
+  else:
+    ds = ds.batch(rows, drop_remainder=drop_remainder)
   options = tf.data.Options()
   # Examples are pure functions of their position, so state outside tf.data (python generators,
   # the truncation counters) need not be saved with the iterator.
@@ -178,7 +231,7 @@ class CheckpointableIterator:
     return {k: v.numpy() for k, v in next(self._iterator).items()}
 
   def save(self, prefix: str) -> None:
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    paths.makedirs(paths.as_path(prefix).parent)
     self._checkpoint.write(prefix)
 
   def restore(self, prefix: str) -> None:

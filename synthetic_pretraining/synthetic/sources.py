@@ -15,6 +15,7 @@ So no validation input can ever appear in train, whatever the seed, and the chec
 lookup per example. (Deciding the split from the input's hash would also work, but generating the
 validation split would then cost as many draws as the hash buckets.)
 """
+import dataclasses
 import functools
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from synthetic_pretraining import vocabularies
 from synthetic_pretraining.synthetic import common
+from synthetic_pretraining.synthetic import workers
 
 DEFAULT_SEED = 0  # seed=None means this: runs are reproducible by default.
 VALIDATION_SEED = 0x5EED  # the validation split never depends on the run's seed.
@@ -49,6 +51,26 @@ def split_sizes(validation: int = 10_000, train: Optional[int] = None) -> Tuple[
   if train is not None and train < 1:
     raise ValueError(f"split_sizes(train={train}) must be None or at least 1.")
   return validation, train
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalRowsShardInfo(seqio.ShardInfo):
+  """A process's rows of every global batch, for sources whose examples are rows one to one.
+
+  The global stream is the one-process stream; position q of it is row q % batch_size of global
+  batch q // batch_size, and process `index` of `num_shards` keeps rows
+  [index * b, (index + 1) * b) with b = batch_size / num_shards. So the global batch at a step
+  holds the same examples in the same rows whatever the number of processes, and each process
+  generates only its own rows. Positions restart when seqio repeats a finite split, so a finite
+  split must hold a whole number of global batches (`data.process_layout` sees to it).
+  """
+  batch_size: int = 1
+
+  def keeps(self, position):
+    """Whether this process keeps stream position `position` (a tf int64 scalar)."""
+    rows = self.batch_size // self.num_shards
+    row = position % self.batch_size
+    return (row >= self.index * rows) & (row < (self.index + 1) * rows)
 
 
 class _State:
@@ -125,7 +147,8 @@ class SyntheticSource(seqio.DataSource):
     del sequence_length, use_cached, num_epochs  # repetition is seqio's job
     state = self.state()
     seed = _as_seed(seed)
-    first, step = (shard_info.index, shard_info.num_shards) if shard_info else (0, 1)
+    rows = shard_info if isinstance(shard_info, GlobalRowsShardInfo) else None
+    first, step = (shard_info.index, shard_info.num_shards) if shard_info and not rows else (0, 1)
     if split == "validation":
       self._ensure_validation(state)
       indices = tf.data.Dataset.range(first, state.validation_size, step)
@@ -135,8 +158,17 @@ class SyntheticSource(seqio.DataSource):
         indices = indices.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     else:
       raise ValueError(f"Task {self.name!r} has splits 'train' and 'validation', not {split!r}.")
+    if rows is not None:
+      indices = indices.enumerate().filter(lambda q, _: rows.keeps(q)).map(lambda _, i: i)
     block = functools.partial(self._block_arrays, state, split, seed)
-    return indices.batch(BLOCK_SIZE).map(functools.partial(self._to_tensors, block)).unbatch()
+    blocks = indices.batch(BLOCK_SIZE)
+    count = workers.generation_workers() if split == "train" else 0
+    if count <= 1:
+      return blocks.map(functools.partial(self._to_tensors, block)).unbatch()
+    # Each call waits on a worker process (without the GIL); twice as many calls as workers keep
+    # them busy while results travel back. Deterministic: blocks come out in index order.
+    return blocks.map(functools.partial(self._to_tensors, block), num_parallel_calls=2 * count,
+                      deterministic=True).unbatch()
 
   # Pure access ----------------------------------------------------------------------------------
 
@@ -210,34 +242,25 @@ class SyntheticSource(seqio.DataSource):
         state.validation, state.validation_keys = examples, seen
     return state.validation
 
-  def _train_example(self, state, rng, seed, index):
+  def _train_blocks(self, state: _State) -> "_TrainBlocks":
     self._ensure_validation(state)
-    keys, stream = state.validation_keys, common.stream_key(self._task_id, seed, "train")
-    for attempt in range(MAX_TRAIN_ATTEMPTS):
-      rng.seed(common.example_key(stream, index, attempt))
-      example = state.generator(rng)
-      if self.membership_key(example) not in keys:
-        return example
-    raise RuntimeError(f"Task {self.name!r}: {MAX_TRAIN_ATTEMPTS} train draws in a row were "
-                       "validation inputs; the task's input space is too small.")
+    return _TrainBlocks(self.name, self._task_id, state.generator, state.space, state.min_length,
+                        state.max_length, state.validation_keys, self._key_feature,
+                        self.features, self.text)
+
+  def _train_example(self, state, rng, seed, index):
+    return self._train_blocks(state).example(rng, seed, index)
 
   def _block_arrays(self, state: _State, split: str, seed: int, indices: np.ndarray):
     """Examples for a block of indices, as flat arrays (values and lengths per id feature)."""
     if split == "validation":
       validation = self._ensure_validation(state)
-      examples = [validation[i] for i in indices.tolist()]
-    else:
-      rng = self._rng(state)
-      examples = [self._train_example(state, rng, seed, i) for i in indices.tolist()]
-    out = []
-    for name in self.features:
-      values = [ex[name] for ex in examples]
-      if self.text:
-        out.append(np.array([v.encode("utf-8") for v in values], dtype=object))
-      else:
-        out.append(np.fromiter((t for v in values for t in v), np.int32))
-        out.append(np.array([len(v) for v in values], np.int64))
-    return tuple(out)
+      return _as_arrays([validation[i] for i in indices.tolist()], self.features, self.text)
+    pool = workers.pool_for(state, functools.partial(self._train_blocks, state),
+                            workers.generation_workers())
+    if pool is not None:
+      return pool(seed, indices)
+    return self._train_blocks(state)(seed, indices)
 
   def _to_tensors(self, block, indices):
     tout = []
@@ -257,6 +280,47 @@ class SyntheticSource(seqio.DataSource):
         features[name] = tf.RaggedTensor.from_row_lengths(values, lengths, validate=False)
         i += 2
     return features
+
+
+class _TrainBlocks:
+  """Generates blocks of train examples: all a worker process needs, and picklable (cloudpickle)."""
+
+  def __init__(self, name, task_id, generator, space, min_length, max_length, validation_keys,
+               key_feature, features, text):
+    self.name, self.task_id, self.generator, self.space = name, task_id, generator, space
+    self.min_length, self.max_length = min_length, max_length
+    self.validation_keys, self.key_feature = validation_keys, key_feature
+    self.features, self.text = features, text
+
+  def example(self, rng: common.TaskRandom, seed: int, index: int) -> Dict[str, Any]:
+    """Train example `index`: the first draw whose input is not a validation input."""
+    stream = common.stream_key(self.task_id, seed, "train")
+    for attempt in range(MAX_TRAIN_ATTEMPTS):
+      rng.seed(common.example_key(stream, index, attempt))
+      example = self.generator(rng)
+      value = example[self.key_feature]
+      if (value if isinstance(value, str) else tuple(value)) not in self.validation_keys:
+        return example
+    raise RuntimeError(f"Task {self.name!r}: {MAX_TRAIN_ATTEMPTS} train draws in a row were "
+                       "validation inputs; the task's input space is too small.")
+
+  def __call__(self, seed: int, indices: np.ndarray):
+    rng = common.TaskRandom(self.space, self.min_length, self.max_length)
+    examples = [self.example(rng, seed, i) for i in indices.tolist()]
+    return _as_arrays(examples, self.features, self.text)
+
+
+def _as_arrays(examples, features, text):
+  """Flat arrays of a block: per id feature its values and lengths, per text feature its bytes."""
+  out = []
+  for name in features:
+    values = [ex[name] for ex in examples]
+    if text:
+      out.append(np.array([v.encode("utf-8") for v in values], dtype=object))
+    else:
+      out.append(np.fromiter((t for v in values for t in v), np.int32))
+      out.append(np.array([len(v) for v in values], np.int64))
+  return tuple(out)
 
 
 _SPACES: Dict[int, Tuple[Any, common.TokenSpace]] = {}
