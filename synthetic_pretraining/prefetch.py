@@ -38,7 +38,8 @@ class DevicePrefetcher:
     self._iterator = iterator
     self._to_device = to_device
     self._ready: "queue.Queue" = queue.Queue(maxsize=buffer_size)
-    self._lock = threading.Lock()  # held while the host iterator moves and `_pending` changes
+    self._lock = threading.Lock()  # held while the host iterator moves (and by save)
+    self._pending_lock = threading.Lock()  # guards `_pending` and `_restored`; held only briefly
     self._pending: List[Dict[str, np.ndarray]] = []  # taken from the host, not yet handed out
     self._restored: List[Dict[str, np.ndarray]] = []  # pending batches of a restored checkpoint
     self._thread = None
@@ -57,28 +58,29 @@ class DevicePrefetcher:
       self._thread.start()
     start = time.perf_counter()
     item = self._ready.get()
-    self._wait_seconds += time.perf_counter() - start
     if item is _END:
       self._ready.put(_END)  # later calls end too
       raise StopIteration
     if isinstance(item, BaseException):
       raise item
-    with self._lock:
+    with self._pending_lock:
       self._pending.pop(0)
+    self._wait_seconds += time.perf_counter() - start
     return item
 
   def _produce(self) -> None:
     try:
       while not self._stop.is_set():
         with self._lock:
-          if self._restored:
-            host = self._restored.pop(0)
-          else:
+          with self._pending_lock:
+            host = self._restored.pop(0) if self._restored else None
+          if host is None:
             try:
               host = next(self._iterator)
             except StopIteration:
               break
-          self._pending.append(host)
+          with self._pending_lock:
+            self._pending.append(host)
         self._put(self._to_device(host))
       self._put(_END)
     except BaseException as e:  # pylint: disable=broad-except
@@ -118,10 +120,11 @@ class DevicePrefetcher:
   def save(self, prefix: str) -> None:
     """Saves the host iterator at `prefix` and the batches taken but not yet handed out beside it
     (`prefix` + '.pending.npz'), so a restore hands out exactly the next batch."""
-    with self._lock:
+    with self._lock:  # the host iterator does not move meanwhile
       self._iterator.save(prefix)
-      # Taken by the thread first, then restored ones it has not taken yet: hand-out order.
-      pending = [dict(b) for b in self._pending + self._restored]
+      with self._pending_lock:
+        # Taken by the thread first, then restored ones it has not taken yet: hand-out order.
+        pending = [dict(b) for b in self._pending + self._restored]
     buffer = io.BytesIO()
     np.savez(buffer, **{f"{i}/{k}": v for i, batch in enumerate(pending) for k, v in batch.items()})
     paths.write_atomic(prefix + PENDING_SUFFIX, buffer.getvalue())
