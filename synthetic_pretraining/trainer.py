@@ -24,6 +24,7 @@ from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import prefetch
 from synthetic_pretraining import paths
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
@@ -212,7 +213,9 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   counter = data.TruncationCounter(train_dataset_cfg.task_feature_lengths)
   train_ds = data.build_dataset(train_dataset_cfg, seed=seed, shard_info=data.shard_info(),
                                 num_epochs=None, counter=counter)
-  iterator = data.CheckpointableIterator(train_ds)
+  # Batches go to the devices in a background thread; the position saved stays the step's.
+  iterator = prefetch.DevicePrefetcher(data.CheckpointableIterator(train_ds),
+                                       lambda batch: data.to_global_batch(batch, partitioner))
 
   state = _initial_state(trainer, ckpts, model_dir, iterator, initial_checkpoint_path,
                          initial_checkpoint_load, param_initializer)
@@ -230,7 +233,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   window, window_start, window_time = None, state.step, time.time()
   try:
     while state.step < total_steps:
-      batch = data.to_global_batch(next(iterator), partitioner)
+      batch = next(iterator)
       window = _add(window, trainer.train_step(state, batch))
       at_end = state.step == total_steps
       if state.step % log_period == 0 or at_end:
@@ -238,6 +241,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
         last = models.summarize_metrics(jax.device_get(window))
         last["tokens_per_second"] = tokens_per_step * (state.step - window_start) / elapsed
         last["steps_per_second"] = (state.step - window_start) / elapsed
+        last.update(iterator.metrics())  # timing/input_wait_fraction: input-bound share
         last.update({f"truncation/{k}": v for k, v in
                      data.log_truncation(counter, train_dataset_cfg.split, warned).items()})
         writer.write(state.step, "train", last, split=train_dataset_cfg.split,
@@ -274,6 +278,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   finally:
     if bar is not None:
       bar.close()
+    iterator.close()
     ckpts.close()
     writer.close()
   return last
