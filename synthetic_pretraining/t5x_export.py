@@ -23,6 +23,7 @@ import re
 from typing import Any, Dict, Mapping, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 from flax import traverse_util
@@ -96,7 +97,7 @@ def write_checkpoint(output_dir: paths.PathLike, params: Mapping[str, Any],
   flat = dict(params)
   if any(isinstance(v, Mapping) for v in flat.values()):
     flat = traverse_util.flatten_dict(flat, sep="/")
-  flat = {path: v if isinstance(v, jax.Array) else jax.numpy.asarray(v) for path, v in flat.items()}
+  flat = {path: v if isinstance(v, jax.Array) else jnp.asarray(v) for path, v in flat.items()}
   directory = checkpoint_dir(output_dir, step)
   if paths.exists(paths.join(directory, "checkpoint")):
     raise FileExistsError(f"{directory} already holds a t5x checkpoint; choose another "
