@@ -19,7 +19,6 @@ Each host writes only its own shards (jax's tensorstore serialization), so this 
 models that do not fit on one host.
 """
 import asyncio
-import re
 from typing import Any, Dict, Mapping, Tuple
 
 import jax
@@ -31,6 +30,7 @@ from jax.experimental import multihost_utils
 from jax.experimental.array_serialization import serialization as array_serialization
 
 from synthetic_pretraining import paths
+from synthetic_pretraining import t5x_checkpoints
 
 # t5x's checkpoint format version (t5x/checkpoints.py VERSION); versions >= 2 keep the optimizer
 # state under 'optimizer' and apply restore transformations.
@@ -71,17 +71,8 @@ def _relative_spec(name: str, value: jax.Array) -> Dict[str, Any]:
 
 def _write_spec(spec: Mapping[str, Any], directory: str) -> Dict[str, Any]:
   """The same spec with the kvstore pointing at the array's real location (file or gcs)."""
-  spec = dict(spec)
-  relative = spec["kvstore"]["path"]
-  match = re.fullmatch(r"gs://([^/]+)/(.*)", directory)
-  if match:
-    spec["kvstore"] = {"driver": "gcs", "bucket": match.group(1),
-                       "path": f"{match.group(2).rstrip('/')}/{relative}"}
-  elif paths.is_remote(directory):
-    raise ValueError(f"t5x checkpoints can be written to local paths or gs://, not {directory}.")
-  else:
-    spec["kvstore"] = {"driver": "file", "path": paths.join(directory, relative)}
-  return spec
+  return dict(spec, kvstore=t5x_checkpoints.kvstore_for(
+      paths.join(directory, spec["kvstore"]["path"])))
 
 
 def write_checkpoint(output_dir: paths.PathLike, params: Mapping[str, Any],

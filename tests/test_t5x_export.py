@@ -14,6 +14,7 @@ from flax import serialization
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from synthetic_pretraining import checkpoint_resolver
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
@@ -74,7 +75,7 @@ def test_layout_is_t5x_legacy_checkpoint(both_formats):
 def test_t5x_output_reads_back_bitwise(both_formats):
   ours, t5x = both_formats
   expected = _loaded(ours)
-  assert sources.is_t5x_checkpoint(t5x)
+  assert checkpoint_resolver.resolve(t5x).kind == "t5x_tensorstore"  # a t5x MODEL_DIR
   step, read = sources.load_t5x_params(os.path.join(t5x, "checkpoint_0"))
   assert step == 0 and set(read) == set(expected)
   for path, value in expected.items():

@@ -17,7 +17,6 @@ INITIAL_CHECKPOINT_PATH (docs/t5x.md).
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 
 import gin
@@ -93,7 +92,7 @@ def run(args, gin_files, bindings) -> str:
     raise StatsInitError(f"--scheme is required; one of: {', '.join(procedures.scheme_names())}.")
   if not args.output_dir:
     raise StatsInitError("--output_dir is required.")
-  if os.path.exists(os.path.join(args.output_dir, "params")):
+  if paths.exists(paths.join(args.output_dir, "params")):
     raise FileExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
   if paths.exists(paths.join(t5x_export.checkpoint_dir(args.output_dir), "checkpoint")):
     raise FileExistsError(f"{args.output_dir} already holds a t5x checkpoint; choose an empty "
@@ -137,13 +136,13 @@ def run(args, gin_files, bindings) -> str:
     t5x_export.write_checkpoint(args.output_dir, params, step=0)
   else:
     checkpoints.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
-  stats_out = args.stats_out or os.path.join(args.output_dir, "stats.json")
+  stats_out = paths.as_str(args.stats_out or paths.join(args.output_dir, "stats.json"))
   artifact.write(plan, stats_out)
   if jax.process_index() == 0:
     print(f"{plan.scheme}: {summary.groups} groups, {summary.drawn_arrays} arrays "
           f"({summary.drawn_values:,} values) drawn from the statistics of {plan.source}; "
-          f"{summary.kept_arrays} kept random.\nWrote {os.path.abspath(args.output_dir)} "
-          f"and {os.path.abspath(stats_out)}.")
+          f"{summary.kept_arrays} kept random.\nWrote {paths.as_str(args.output_dir)} "
+          f"and {stats_out}.")
   return stats_out
 
 
