@@ -13,7 +13,7 @@ with a path relative to the checkpoint directory (as t5x does, so the directory 
 copied to gs://). Only the parameters are written, not the optimizer's accumulators: a statistics
 initialisation has none, and their layout depends on the optimizer the t5x user picks. t5x
 restores such a checkpoint when its gin says to drop `state/param_states` and initialise them
-from scratch (`gin/t5x/init_from_statistics.gin`).
+from scratch (`gin/t5x/init/statistics.gin`, docs/t5x.md).
 
 Each host writes only its own shards (jax's tensorstore serialization), so this works for
 models that do not fit on one host.
