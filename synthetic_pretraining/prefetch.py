@@ -11,7 +11,7 @@ import io
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -102,14 +102,15 @@ class DevicePrefetcher:
 
   # Input-bound fraction ----------------------------------------------------------------------
 
-  def metrics(self) -> Dict[str, float]:
+  def metrics(self, seconds: Optional[float] = None) -> Dict[str, float]:
     """Seconds the train loop waited for input since the last call, and their share of the time.
 
-    Names follow t5x's 'timing/' metrics; `timing/input_wait_fraction` near 0 means the input
-    pipeline keeps up, near 1 that the run is input-bound.
+    `seconds`: the training time of that window (without evals and saves); default the wall
+    time since the last call. Names follow t5x's 'timing/' metrics; `timing/input_wait_fraction`
+    near 0 means the input pipeline keeps up, near 1 that the run is input-bound.
     """
     now = time.perf_counter()
-    elapsed = max(now - self._window_start, 1e-9)
+    elapsed = max(seconds if seconds is not None else now - self._window_start, 1e-9)
     out = {"timing/input_wait_seconds": self._wait_seconds,
            "timing/input_wait_fraction": min(self._wait_seconds / elapsed, 1.0)}
     self._wait_seconds, self._window_start = 0.0, now
