@@ -62,6 +62,7 @@ class DevicePrefetcher:
       self._ready.put(_END)  # later calls end too
       raise StopIteration
     if isinstance(item, BaseException):
+      self._ready.put(item)  # later calls raise it too
       raise item
     with self._pending_lock:
       self._pending.pop(0)
