@@ -69,7 +69,7 @@ def main(argv=None) -> int:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--vocabulary", default="byte", help="'byte', or 't5' (needs gs:// access)")
   args = parser.parse_args(argv)
-  gin.bind_parameter("default_vocabulary.name", args.vocabulary)
+  gin.bind_parameter("named_vocabulary.name", args.vocabulary)
   wanted = set(filter(None, args.tasks.split(",")))
   rows = [(f, n) for f, n in FAMILIES if not wanted or f in wanted or n in wanted]
   print(f"{'family':17s} {'task':17s} {'generate/s':>11s} {'pipeline/s':>11s} {'x TPU v3-8':>10s}")
