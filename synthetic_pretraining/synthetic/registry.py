@@ -63,7 +63,8 @@ def sync_vocabulary(vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Voca
   Mixtures defined outside a `follow_vocabulary` registration keep the tasks they were built from.
   Returns the vocabulary the tasks now use.
   """
-  vocabulary = vocabulary or vocabularies.configured_vocabulary()
+  if vocabulary is None:
+    vocabulary = vocabularies.configured_vocabulary()
   for entry in _FOLLOWERS.values():
     if entry[1] != vocabulary:
       entry[0](vocabulary)
@@ -96,7 +97,8 @@ def _follow_configured_vocabulary(config):
 
 def output_features(vocabulary: Optional[seqio.Vocabulary] = None, inputs: bool = True):
   """inputs/targets features with EOS, in `vocabulary` (default: the configured one, now)."""
-  vocabulary = vocabulary or vocabularies.configured_vocabulary()
+  if vocabulary is None:
+    vocabulary = vocabularies.configured_vocabulary()
   names = ("inputs", "targets") if inputs else ("targets",)
   return {k: seqio.Feature(vocabulary, add_eos=True) for k in names}
 
