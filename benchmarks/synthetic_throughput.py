@@ -125,7 +125,7 @@ def main(argv=None) -> int:
   parser.add_argument("--batch_size", type=int, default=128)
   parser.add_argument("--only_workers", action="store_true", help="only the per-host table")
   args = parser.parse_args(argv)
-  gin.bind_parameter("default_vocabulary.name", args.vocabulary)
+  gin.bind_parameter("named_vocabulary.name", args.vocabulary)
   wanted = set(filter(None, args.tasks.split(",")))
   if not args.only_workers:
     rows = [(f, n) for f, n in FAMILIES if not wanted or f in wanted or n in wanted]

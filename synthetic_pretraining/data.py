@@ -78,6 +78,9 @@ def import_task_modules(modules) -> None:
 def get_mixture_or_task(name: str, module: Optional[str] = None):
   """Looks up a task or mixture, with a helpful error for names that are not registered."""
   import_task_modules(module)
+  # Tasks registered before the vocabulary was configured take it now.
+  from synthetic_pretraining.synthetic import registry  # pylint: disable=import-outside-toplevel
+  registry.sync_vocabulary()
   try:
     return seqio.get_mixture_or_task(name)
   except ValueError:

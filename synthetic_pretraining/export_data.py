@@ -19,8 +19,9 @@ language, before span corruption), `document<TAB>summary` (nonsense summary). A 
 * `--seed` chooses the train stream; the validation split is fixed whatever the seed. Line k of a
   train file is the k-th distinct input of example indices 0, 1, 2, ...: the same command always
   writes the same file.
-* The ids are those of the gin-configured vocabulary (`--gin.default_vocabulary.name="'t5'"`
-  gives the authors' ids); gin knobs such as `--gin.length_range.max_length=40` or
+* The ids are those of the configured vocabulary (the gin macro VOCABULARY, else
+  `vocabularies.named_vocabulary()`: `--gin.vocabularies.named_vocabulary.name="'t5'"` gives the
+  authors' ids); gin knobs such as `--gin.length_range.max_length=40` or
   `--gin.split_sizes.validation=2000` apply as in training.
 * The file is written to a temporary file next to OUTPUT and renamed when complete, so OUTPUT is
   either the whole file or untouched.
@@ -39,7 +40,6 @@ import tqdm
 
 from synthetic_pretraining import data
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import vocabularies
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic.sources import SyntheticSource
 
@@ -165,7 +165,6 @@ def main(argv=None) -> int:
     if gin_files or bindings:
       gin.clear_config()  # a fresh configuration per call, also when called in-process
       gin_utils.parse(gin_files, bindings)
-    vocabularies.VOCABULARY.reset()  # resolve the vocabulary under this configuration
     written = export(args.task, args.split, args.num_examples, args.output, args.seed,
                      args.module, progress=sys.stderr.isatty())
   except ImportError as e:

@@ -17,6 +17,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
 _MACRO_REF = re.compile(r"%([A-Za-z_][A-Za-z0-9_.]*)")
 _MACRO_DEF = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=", re.M)
+# Macros that Python code reads (gin.query_parameter) rather than gin files.
+_MACROS_READ_IN_PYTHON = frozenset({"VOCABULARY"})  # vocabularies.VOCABULARY_MACRO
 
 
 class GinConfigError(ValueError):
@@ -74,6 +76,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   texts = [t for f in gin_files for t in _file_texts(f)]
   referenced = {m for t in texts for m in _MACRO_REF.findall(t)}
   referenced |= {m for b in bindings for m in _MACRO_REF.findall(b)}
+  referenced |= _MACROS_READ_IN_PYTHON
   defined = {m for t in texts for m in _MACRO_DEF.findall(t)}
   for binding in bindings:
     name = binding.split("=", 1)[0].strip()

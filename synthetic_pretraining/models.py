@@ -57,7 +57,7 @@ class EncoderDecoderModel:
 
   def __post_init__(self):
     if self.config.vocab_size is None:
-      size = vocabularies.VOCABULARY.vocab_size
+      size = vocabularies.configured_vocabulary().vocab_size
       self.config = dataclasses.replace(self.config, vocab_size=-(-size // 128) * 128)
     self.module = network.Transformer(self.config)
 

@@ -54,6 +54,7 @@ class T5Config:
 
 
 def _dropout(x, rate, deterministic):
+  """Dropout with one mask for all positions of a sequence (t5x's `broadcast_dims=(-2,)`)."""
   return nn.Dropout(rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
 
 
@@ -120,7 +121,8 @@ class Encoder(nn.Module):
     for i in range(cfg.num_encoder_layers):
       x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic=deterministic)
     x = layers.RMSNorm(dtype=dtype, name="encoder_norm")(x)
-    return _dropout(x, cfg.dropout_rate, deterministic)
+    # Unlike every other dropout, t5x draws the encoder's last one per element (no broadcast).
+    return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
 
 class Decoder(nn.Module):

@@ -1,10 +1,12 @@
-"""Vocabularies, chosen in gin and resolved lazily.
+"""Vocabularies: the `VOCABULARY` macro that t5x's gin files bind, and the ones we ship.
 
-SeqIO tasks are registered at import time, usually before gin has parsed the command line. Tasks
-therefore hold a `ConfiguredVocabulary`, which looks up the gin-configured vocabulary on first use,
-so `--gin.vocabularies.default_vocabulary.name=...` takes effect whatever the import order.
+Tasks and model read the vocabulary bound to the gin macro `VOCABULARY`, as t5x's model files bind
+it (`VOCABULARY = @seqio.SentencePieceVocabulary()` in t5x's `t5_1_0/base.gin`), so the same task
+module serves our binaries and t5x's. Our model files bind it to `named_vocabulary()`; with no
+binding at all, `named_vocabulary()`'s own default (UTF-8 bytes, offline) is used.
 """
 import os
+import re
 from typing import Optional
 
 import gin
@@ -17,10 +19,16 @@ CPU_SENTENCEPIECE_MODEL = os.path.join(REPO_ROOT, "data", "vocab", "cpu_sp.model
 NUM_EXTRA_IDS = 100
 
 
+VOCABULARY_MACRO = "VOCABULARY"
+# A sentinel piece: seqio names the ones it appends "▁<extra_id_N>"; T5's cc_all.32000.100extra
+# model (which t5x's gin files use, with extra_ids=0) has them built in.
+_SENTINEL_PIECE = re.compile(r"^▁?<extra_id_(\d+)>$")
+
+
 @gin.configurable
-def default_vocabulary(name: str = "byte", sentencepiece_model_file: Optional[str] = None,
-                       extra_ids: int = NUM_EXTRA_IDS) -> seqio.Vocabulary:
-  """Returns the vocabulary every registered task uses.
+def named_vocabulary(name: str = "byte", sentencepiece_model_file: Optional[str] = None,
+                     extra_ids: int = NUM_EXTRA_IDS) -> seqio.Vocabulary:
+  """One of the vocabularies we know by name (our model files bind `VOCABULARY` to this).
 
   Args:
     name: 'byte' (offline default: UTF-8 bytes, ids 3..258), 'cpu_sp' (the SentencePiece model
@@ -40,95 +48,54 @@ def default_vocabulary(name: str = "byte", sentencepiece_model_file: Optional[st
     return seqio.SentencePieceVocabulary(T5_SENTENCEPIECE_MODEL, extra_ids=extra_ids)
   if name == "sentencepiece":
     if not sentencepiece_model_file:
-      raise ValueError("default_vocabulary(name='sentencepiece') needs sentencepiece_model_file.")
+      raise ValueError("named_vocabulary(name='sentencepiece') needs sentencepiece_model_file.")
     return seqio.SentencePieceVocabulary(sentencepiece_model_file, extra_ids=extra_ids)
   raise ValueError(f"Unknown vocabulary name {name!r}; expected 'byte', 'cpu_sp', 'sentencepiece' or 't5'.")
 
 
+def configured_vocabulary() -> seqio.Vocabulary:
+  """The vocabulary bound to the `VOCABULARY` macro, else `named_vocabulary()`.
+
+  Every call evaluates the binding afresh (seqio vocabularies load their model lazily, so this
+  reads no file); vocabularies compare equal by their settings.
+
+  Raises:
+    ValueError: `VOCABULARY` is bound to something that is not a seqio vocabulary.
+  """
+  try:
+    value = gin.query_parameter(f"%{VOCABULARY_MACRO}")
+  except ValueError:  # not bound
+    return named_vocabulary()
+  if isinstance(value, gin.config.ConfigurableReference) and value.evaluate:
+    value = value.scoped_configurable_fn()
+  if not isinstance(value, seqio.Vocabulary):
+    raise ValueError(f"Gin macro {VOCABULARY_MACRO} must give a seqio vocabulary, e.g. "
+                     f"`{VOCABULARY_MACRO} = @vocabularies.named_vocabulary()`; got {value!r}.")
+  return value
+
+
+def num_sentinels(vocabulary: seqio.Vocabulary) -> int:
+  """Sentinel ids at the top of the vocabulary (extra_id_0 is the last id).
+
+  They are seqio's `extra_ids`, or, for a SentencePiece model with sentinel pieces of its own
+  (T5's cc_all.32000.100extra, used by t5x with extra_ids=0), the run of `<extra_id_k>` pieces
+  that ends the model. Either way T5's vocabulary has 100, ids 32000..32099.
+  """
+  tokenizer = getattr(vocabulary, "tokenizer", None)
+  if vocabulary.extra_ids or tokenizer is None:
+    return vocabulary.extra_ids or 0
+  count, size = 0, tokenizer.get_piece_size()
+  while count < size:
+    match = _SENTINEL_PIECE.match(tokenizer.id_to_piece(size - 1 - count))
+    if not match or int(match.group(1)) != count:
+      break
+    count += 1
+  return count
+
+
 def sentinel_id(vocabulary: seqio.Vocabulary, k: int) -> int:
   """Id of `extra_id_k`: seqio appends sentinels in reverse, so extra_id_0 is the last id."""
-  if not 0 <= k < vocabulary.extra_ids:
-    raise ValueError(f"extra_id_{k} does not exist: the vocabulary has {vocabulary.extra_ids} extra ids.")
+  if not 0 <= k < num_sentinels(vocabulary):
+    raise ValueError(f"extra_id_{k} does not exist: the vocabulary has {num_sentinels(vocabulary)} "
+                     "extra ids.")
   return vocabulary.vocab_size - 1 - k
-
-
-class ConfiguredVocabulary(seqio.Vocabulary):
-  """Delegates to `default_vocabulary()` as configured by gin when first used."""
-
-  def __init__(self):  # pylint: disable=super-init-not-called
-    self._resolved = None
-
-  @property
-  def resolved(self) -> seqio.Vocabulary:
-    if self._resolved is None:
-      self._resolved = default_vocabulary()
-    return self._resolved
-
-  def reset(self):
-    """Forgets the resolved vocabulary (after gin bindings change, e.g. in tests)."""
-    self._resolved = None
-
-  # Everything seqio asks of a vocabulary goes to the resolved one.
-  @property
-  def eos_id(self):
-    return self.resolved.eos_id
-
-  @property
-  def pad_id(self):
-    return self.resolved.pad_id
-
-  @property
-  def unk_id(self):
-    return self.resolved.unk_id
-
-  @property
-  def bos_id(self):
-    return self.resolved.bos_id
-
-  @property
-  def extra_ids(self):
-    return self.resolved.extra_ids
-
-  @property
-  def vocab_size(self):
-    return self.resolved.vocab_size
-
-  @property
-  def _base_vocab_size(self):
-    return self.resolved._base_vocab_size  # pylint: disable=protected-access
-
-  def encode(self, s):
-    return self.resolved.encode(s)
-
-  def decode(self, ids):
-    return self.resolved.decode(ids)
-
-  def encode_tf(self, s):
-    return self.resolved.encode_tf(s)
-
-  def decode_tf(self, ids):
-    return self.resolved.decode_tf(ids)
-
-  def _encode(self, s):
-    return self.resolved._encode(s)  # pylint: disable=protected-access
-
-  def _decode(self, ids):
-    return self.resolved._decode(ids)  # pylint: disable=protected-access
-
-  def _encode_tf(self, s):
-    return self.resolved._encode_tf(s)  # pylint: disable=protected-access
-
-  def _decode_tf(self, ids):
-    return self.resolved._decode_tf(ids)  # pylint: disable=protected-access
-
-  def __eq__(self, other):
-    if isinstance(other, ConfiguredVocabulary):
-      other = other.resolved
-    return self.resolved == other
-
-  def __hash__(self):
-    return id(self)
-
-
-# The single instance all registered tasks share.
-VOCABULARY = ConfiguredVocabulary()

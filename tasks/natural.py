@@ -130,19 +130,22 @@ def _squad_dataset(split: str, shuffle_files: bool, seed=None):
                             read_config=tfds.ReadConfig(shuffle_seed=seed))
 
 
-def _register() -> None:
-  features = registry.output_features()
+def register(vocabulary: seqio.Vocabulary) -> None:
+  """Registers (or replaces) the downstream tasks for `vocabulary`."""
+  features = registry.output_features(vocabulary)
   for name, metric in TSV_TASKS.items():
-    if name not in seqio.TaskRegistry.names():
-      seqio.TaskRegistry.add(
-          name, source=DownstreamTsvSource(name),
-          preprocessors=[registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
-          output_features=features, metric_fns=[metric])
-  if SQUAD not in seqio.TaskRegistry.names():
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
-        SQUAD, source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation")),
-        preprocessors=[squad_inputs, registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
-        postprocess_fn=squad_postprocess, output_features=features, metric_fns=[metrics.squad])
+        name, source=DownstreamTsvSource(name),
+        preprocessors=[registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
+        output_features=features, metric_fns=[metric])
+  if SQUAD in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(SQUAD)
+  seqio.TaskRegistry.add(
+      SQUAD, source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation")),
+      preprocessors=[squad_inputs, registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
+      postprocess_fn=squad_postprocess, output_features=features, metric_fns=[metrics.squad])
 
 
-_register()
+registry.follow_vocabulary(__name__, register)

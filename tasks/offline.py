@@ -65,21 +65,23 @@ def _natural_text(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset
   return tf.data.Dataset.from_tensor_slices({"targets": chosen})
 
 
-def _register() -> None:
-  if SQUAD_OFFLINE not in seqio.TaskRegistry.names():
-    seqio.TaskRegistry.add(
-        SQUAD_OFFLINE,
-        source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation", "test")),
-        preprocessors=[natural.squad_inputs, registry.TOKENIZE,
-                       seqio.preprocessors.append_eos_after_trim],
-        postprocess_fn=natural.squad_postprocess, output_features=registry.output_features(),
-        metric_fns=[metrics.squad])
-  if NATURAL_TEXT not in seqio.TaskRegistry.names():
-    seqio.TaskRegistry.add(
-        NATURAL_TEXT, source=seqio.FunctionDataSource(_natural_text, splits=("train", "validation")),
-        preprocessors=[registry.TOKENIZE, span_corruption.span_corruption,
-                       seqio.preprocessors.append_eos_after_trim],
-        output_features=registry.output_features(), metric_fns=[])
+def register(vocabulary: seqio.Vocabulary) -> None:
+  """Registers (or replaces) squad_offline and natural_text for `vocabulary`."""
+  for name in (SQUAD_OFFLINE, NATURAL_TEXT):
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
+  seqio.TaskRegistry.add(
+      SQUAD_OFFLINE,
+      source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation", "test")),
+      preprocessors=[natural.squad_inputs, registry.TOKENIZE,
+                     seqio.preprocessors.append_eos_after_trim],
+      postprocess_fn=natural.squad_postprocess, output_features=registry.output_features(vocabulary),
+      metric_fns=[metrics.squad])
+  seqio.TaskRegistry.add(
+      NATURAL_TEXT, source=seqio.FunctionDataSource(_natural_text, splits=("train", "validation")),
+      preprocessors=[registry.TOKENIZE, span_corruption.span_corruption,
+                     seqio.preprocessors.append_eos_after_trim],
+      output_features=registry.output_features(vocabulary), metric_fns=[])
 
 
-_register()
+registry.follow_vocabulary(__name__, register)

@@ -10,13 +10,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gin  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
-from synthetic_pretraining import vocabularies  # pylint: disable=wrong-import-position
 
 
 @pytest.fixture(autouse=True)
 def clean_gin():
   gin.clear_config()
-  vocabularies.VOCABULARY.reset()
   yield
   gin.clear_config()
-  vocabularies.VOCABULARY.reset()
+  # Tasks that follow the configured vocabulary go back to the unconfigured default.
+  registry = sys.modules.get("synthetic_pretraining.synthetic.registry")
+  if registry is not None:
+    registry.sync_vocabulary()

@@ -9,6 +9,7 @@ import pytest
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import network
 from synthetic_pretraining import train  # noqa: F401  (registers every configurable)
+from synthetic_pretraining import vocabularies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_TASKS = [
@@ -47,7 +48,10 @@ def _check_paper_model():
   assert (config.num_encoder_layers, config.num_decoder_layers) == (6, 6)
   assert config.vocab_size == 32128 and config.dropout_rate == 0.1
   assert config.activations == ("relu",) and config.logits_via_embedding
-  assert gin.query_parameter("vocabularies.default_vocabulary.name") == "t5"
+  assert gin.query_parameter("vocabularies.named_vocabulary.name") == "t5"
+  vocabulary = vocabularies.configured_vocabulary()  # built lazily: nothing is downloaded
+  assert vocabulary.sentencepiece_model_file == vocabularies.T5_SENTENCEPIECE_MODEL
+  assert vocabulary.extra_ids == 100
 
 
 def test_one_pretraining_file_per_task_id():

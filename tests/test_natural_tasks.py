@@ -31,7 +31,7 @@ def test_tsv_task_reads_the_authors_layout(tmp_path):
   _write(tmp_path, "mtop", train="play a song\t[IN:PLAY_MUSIC ]\nwake me at 7\t[IN:CREATE_ALARM ]\n",
          validation="x\ty\n", test="stop\t[IN:STOP ]\n")
   gin.bind_parameter("natural.data_dir.path", str(tmp_path))
-  vocab = vocabularies.VOCABULARY
+  vocab = vocabularies.configured_vocabulary()
   ds = seqio.get_mixture_or_task("mtop").get_dataset(None, split="train", shuffle=False)
   got = [(vocab.decode(x["inputs"][:-1].tolist()), vocab.decode(x["targets"][:-1].tolist()),
           int(x["targets"][-1])) for x in ds.as_numpy_iterator()]
@@ -85,7 +85,7 @@ def test_registration_is_idempotent(tmp_path):
 
 def test_squad_scores_against_all_answers():
   task = seqio.get_mixture_or_task(natural.SQUAD)
-  vocab = vocabularies.VOCABULARY
+  vocab = vocabularies.configured_vocabulary()
   example = {"inputs": np.array(vocab.encode("question: q context: c") + [1]),
              "targets": np.array(vocab.encode("Denver Broncos") + [1]),
              "answers": np.array([b"Denver Broncos", b"The Denver Broncos"])}

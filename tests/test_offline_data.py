@@ -8,6 +8,7 @@ import seqio
 
 import tasks  # noqa: F401
 from synthetic_pretraining import vocabularies
+from synthetic_pretraining.synthetic import registry
 from tasks import offline
 
 
@@ -17,8 +18,8 @@ def _paragraphs(split):
 
 
 def test_the_shipped_vocabulary_has_t5s_layout():
-  gin.bind_parameter("default_vocabulary.name", "cpu_sp")
-  vocab = vocabularies.VOCABULARY
+  gin.bind_parameter("named_vocabulary.name", "cpu_sp")
+  vocab = registry.sync_vocabulary()
   assert (vocab.pad_id, vocab.eos_id, vocab.unk_id) == (0, 1, 2)
   assert vocab.vocab_size == 4000 + 100 and vocab.extra_ids == 100
   text = "Which NFL team represented the AFC at Super Bowl 50?"
@@ -40,8 +41,8 @@ def test_squad_offline_splits_are_disjoint_by_passage_and_sized():
 
 
 def test_squad_offline_examples_are_t5_formatted():
-  gin.bind_parameter("default_vocabulary.name", "cpu_sp")
-  vocab = vocabularies.VOCABULARY
+  gin.bind_parameter("named_vocabulary.name", "cpu_sp")
+  vocab = registry.sync_vocabulary()
   ds = seqio.get_mixture_or_task("squad_offline").get_dataset(
       {"inputs": 512, "targets": 64}, split="validation", shuffle=False)
   first = _paragraphs("validation")[0]
@@ -53,8 +54,8 @@ def test_squad_offline_examples_are_t5_formatted():
 
 
 def test_natural_text_is_span_corrupted_and_shares_no_passage_with_squad():
-  gin.bind_parameter("default_vocabulary.name", "cpu_sp")
-  vocab = vocabularies.VOCABULARY
+  gin.bind_parameter("named_vocabulary.name", "cpu_sp")
+  vocab = registry.sync_vocabulary()
   ds = seqio.get_mixture_or_task("natural_text").get_dataset(
       {"inputs": 128, "targets": 64}, split="train", shuffle=False)
   ex = next(ds.as_numpy_iterator())
@@ -88,7 +89,8 @@ def test_the_shipped_vocabulary_loads_directly_in_seqio():
 
 
 def test_natural_text_has_a_validation_split():
-  gin.bind_parameter("default_vocabulary.name", "cpu_sp")
+  gin.bind_parameter("named_vocabulary.name", "cpu_sp")
+  registry.sync_vocabulary()
   ds = seqio.get_mixture_or_task("natural_text").get_dataset(
       {"inputs": 128, "targets": 64}, split="validation", shuffle=False)
   examples = list(ds.take(4).as_numpy_iterator())

@@ -40,7 +40,7 @@ def _source(name):
 
 
 def _space():
-  return TokenSpace.from_vocabulary(vocabularies.VOCABULARY)
+  return TokenSpace.from_vocabulary(vocabularies.configured_vocabulary())
 
 
 def _body(name, inputs, space):
@@ -326,7 +326,7 @@ def test_all_paper_tasks_are_registered():
 
 @pytest.mark.parametrize("name", ALL_TASKS + ["lime"])
 def test_every_registered_task_yields_well_formed_examples_through_seqio(name):
-  vocab = vocabularies.VOCABULARY
+  vocab = vocabularies.configured_vocabulary()
   ds = seqio.get_mixture_or_task(name).get_dataset({"inputs": 512, "targets": 512},
                                                     split="train", shuffle=False, seed=1)
   for example in ds.take(6).as_numpy_iterator():
@@ -377,7 +377,7 @@ def test_the_docs_task_module_example_registers_a_trainable_task(tmp_path, monke
     task = data.get_mixture_or_task("rotate", "my_tasks")
     ds = task.get_dataset({"inputs": 64, "targets": 64}, split="train", shuffle=False, seed=0)
     for example in ds.take(4).as_numpy_iterator():
-      assert example["inputs"][-1] == example["targets"][-1] == vocabularies.VOCABULARY.eos_id
+      assert example["inputs"][-1] == example["targets"][-1] == vocabularies.configured_vocabulary().eos_id
   finally:
     sys.modules.pop("my_tasks", None)
     for name in ("rotate", "rotate_pairs"):

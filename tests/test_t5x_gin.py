@@ -91,9 +91,9 @@ def test_paper_model_matches_ours():
   theirs = _bindings("gin/t5x/paper_model.gin")
   assert _value(ours, "network.T5Config.dtype") == _value(theirs, "network.T5Config.dtype")
   assert _value(theirs, "DROPOUT_RATE") == _value(ours, "DROPOUT_RATE") == 0.1
-  assert (_value(theirs, "vocabularies.default_vocabulary.name") ==
-          _value(ours, "vocabularies.default_vocabulary.name") == "t5")
-  assert theirs["VOCABULARY"] == "@vocabularies.default_vocabulary()"
+  assert (_value(theirs, "vocabularies.named_vocabulary.name") ==
+          _value(ours, "vocabularies.named_vocabulary.name") == "t5")
+  assert theirs["VOCABULARY"] == "@vocabularies.named_vocabulary()"
 
 
 def _pretrain_tasks(directory):

@@ -8,7 +8,7 @@ import functools
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.synthetic import registry
 
 TOY_TASK = "toy_reverse"
 _SPLIT_OFFSET = {"train": 0, "validation": 1 << 30}
@@ -29,13 +29,18 @@ def _dataset_fn(split, shuffle_files, seed=None, num_examples=None):
 
 
 def register(name: str = TOY_TASK) -> str:
-  if name not in seqio.TaskRegistry.names():
-    features = {k: seqio.Feature(vocabularies.VOCABULARY, add_eos=True) for k in ("inputs", "targets")}
+  """Registers the toy task, following the configured vocabulary (its ids fit any of ours)."""
+
+  def add(vocabulary):
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
         source=seqio.FunctionDataSource(_dataset_fn, splits=("train", "validation")),
         preprocessors=[seqio.preprocessors.append_eos_after_trim],
-        output_features=features)
+        output_features={k: seqio.Feature(vocabulary, add_eos=True) for k in ("inputs", "targets")})
+
+  registry.follow_vocabulary(f"toy:{name}", add)
   return name
 
 

@@ -13,6 +13,8 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 import seqio
 
+from synthetic_pretraining import vocabularies
+
 _MASK64 = (1 << 64) - 1
 _2_TO_MINUS_32 = 2.0 ** -32
 SPLIT_IDS = {"train": 0, "validation": 1}
@@ -45,9 +47,8 @@ class TokenSpace:
 
   @classmethod
   def from_vocabulary(cls, vocabulary: seqio.Vocabulary) -> "TokenSpace":
-    """Builds the token space of a seqio vocabulary (a `ConfiguredVocabulary` is resolved first)."""
-    vocabulary = getattr(vocabulary, "resolved", vocabulary)
-    extra = vocabulary.extra_ids or 0
+    """Builds the token space of a seqio vocabulary (sentinels appended by seqio or built in)."""
+    extra = vocabularies.num_sentinels(vocabulary)
     special = {vocabulary.pad_id, vocabulary.eos_id}
     bos = getattr(vocabulary, "bos_id", None)
     if bos is not None and bos >= 0:

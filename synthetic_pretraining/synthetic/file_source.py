@@ -59,7 +59,7 @@ class AuthorsFileSource(seqio.DataSource):
       LIME and nonsense summary, ('targets',) for the nesting language.
     text: fields are plain text (nonsense summary), not id lists.
     on_error: 'raise' (default) or 'skip' for malformed lines.
-    vocabulary: ids must be below its size (default: the gin-configured vocabulary).
+    vocabulary: ids must be below its size (default: the configured vocabulary).
   """
 
   def __init__(self, split_to_filepattern: Mapping[str, Union[str, Sequence[str]]],
@@ -101,8 +101,7 @@ class AuthorsFileSource(seqio.DataSource):
       files = files[shard_info.index::shard_info.num_shards]
     if shuffle:
       random.Random(0 if seed is None else int(seed)).shuffle(files)
-    vocabulary = self._vocabulary or vocabularies.VOCABULARY
-    vocab_size = getattr(vocabulary, "resolved", vocabulary).vocab_size
+    vocab_size = (self._vocabulary or vocabularies.configured_vocabulary()).vocab_size
     if self._skipped is None:
       self._skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
     datasets = [self._read(f, vocab_size) for f in files]

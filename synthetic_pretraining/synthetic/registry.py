@@ -13,11 +13,18 @@
 The task then reads like the paper's: input = encode('rotate') + [extra_id_0] + body, target =
 rotate(body) (or [extra_id_3] if empty), both ending in EOS; bodies are redrawn until their length
 lies in the configured range; train and validation are disjoint; every shard generates its own.
+
+Vocabulary: a task registered without an explicit `vocabulary` is registered with the one the gin
+macro `VOCABULARY` gives (`vocabularies.configured_vocabulary()`), and registered again with the
+new one whenever that changes (`sync_vocabulary`, run when gin finalizes its config and before our
+binaries look a task up), so a task module may be imported before or after gin parses.
 """
 import functools
 import inspect
-from typing import Any, Callable, Optional, Sequence, Tuple
+import logging
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import gin
 import seqio
 
 from synthetic_pretraining import vocabularies
@@ -30,9 +37,68 @@ _DEFAULT_PREFIX = object()
 TOKENIZE = functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False)
 
 
+# Registrations that follow the configured vocabulary: key -> [register(vocabulary), vocabulary].
+_FOLLOWERS: Dict[str, List[Any]] = {}
+
+
+def follow_vocabulary(key: str, register: Callable[[seqio.Vocabulary], Any]) -> Any:
+  """Runs `register(vocabulary)` now with the configured vocabulary, and again when it changes.
+
+  `register` adds (replacing) tasks and mixtures whose features use the vocabulary it is given;
+  a task module calls this once at import. A later call with the same `key` replaces the earlier
+  registration function; if that key already follows this vocabulary (a module imported again),
+  nothing is registered again. Returns what `register` returned (None when skipped).
+  """
+  vocabulary = _vocabulary_at_import()
+  known = _FOLLOWERS.get(key)
+  _FOLLOWERS[key] = [register, vocabulary]
+  if known is not None and known[1] == vocabulary:
+    return None
+  return register(vocabulary)
+
+
+def sync_vocabulary(vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Vocabulary:
+  """Registers the following tasks again if `vocabulary` (default: the configured one) differs.
+
+  Mixtures defined outside a `follow_vocabulary` registration keep the tasks they were built from.
+  Returns the vocabulary the tasks now use.
+  """
+  if vocabulary is None:
+    vocabulary = vocabularies.configured_vocabulary()
+  for entry in _FOLLOWERS.values():
+    if entry[1] != vocabulary:
+      entry[0](vocabulary)
+      entry[1] = vocabulary
+  return vocabulary
+
+
+def _vocabulary_at_import() -> seqio.Vocabulary:
+  """The configured vocabulary; while gin may still be parsing, the unbound default if need be.
+
+  A task module imported from a gin file (`import tasks`) can run before the file binding
+  `VOCABULARY` has been parsed; gin's finalize hook below then registers the tasks again.
+  """
+  try:
+    return vocabularies.configured_vocabulary()
+  except Exception as e:  # pylint: disable=broad-except
+    if gin.config_is_locked():
+      raise
+    logging.info("VOCABULARY cannot be evaluated yet (%s); tasks follow it once gin finalizes.", e)
+    return seqio.ByteVocabulary(extra_ids=vocabularies.NUM_EXTRA_IDS)  # until gin finalizes
+
+
+@gin.config.register_finalize_hook
+def _follow_configured_vocabulary(config):
+  """When a binary (ours or t5x's) finalizes gin, tasks take the vocabulary it configured."""
+  del config
+  if _FOLLOWERS:
+    sync_vocabulary()
+
+
 def output_features(vocabulary: Optional[seqio.Vocabulary] = None, inputs: bool = True):
-  """inputs/targets features with EOS, in the gin-configured vocabulary unless one is given."""
-  vocabulary = vocabulary or vocabularies.VOCABULARY
+  """inputs/targets features with EOS, in `vocabulary` (default: the configured one, now)."""
+  if vocabulary is None:
+    vocabulary = vocabularies.configured_vocabulary()
   names = ("inputs", "targets") if inputs else ("targets",)
   return {k: seqio.Feature(vocabulary, add_eos=True) for k in names}
 
@@ -88,12 +154,15 @@ def register_task(name: str, sample_fn: Optional[Callable[[TaskRandom], Sequence
       None for no prefix.
     length_range: (min, max) body length for this task; default `simple_tasks.length_range`.
     validation_size, train_size: override `sources.split_sizes` for this task.
-    vocabulary: generate for this vocabulary instead of the gin-configured one.
+    vocabulary: generate for this vocabulary; None follows the configured one (`VOCABULARY`),
+      registering the task again when that changes.
     replace: replace an existing task of the same name.
 
   Returns:
     The registered `seqio.Task`.
   """
+  if not replace and name in seqio.TaskRegistry.names():
+    raise ValueError(f"Task {name!r} is already registered; pass replace=True to replace it.")
   if example_fn is not None:
     if sample_fn is not None or target_fn is not None:
       raise ValueError("Give either example_fn, or sample_fn and target_fn, not both.")
@@ -112,10 +181,22 @@ def register_task(name: str, sample_fn: Optional[Callable[[TaskRandom], Sequence
     task = simple_tasks.SimpleTask(name=name, prefix=name if prefix is _DEFAULT_PREFIX else prefix,
                                    sample=sample_fn, target=_with_space(target_fn))
     build = simple_task_builder(task)
-  source = SyntheticSource(name, build, length_range=length_range,
-                           validation_size=validation_size, train_size=train_size,
-                           vocabulary=vocabulary)
-  return add_task(name, source, replace=replace, vocabulary=vocabulary)
+
+  def register(vocab):
+    source = SyntheticSource(name, build, length_range=length_range,
+                             validation_size=validation_size, train_size=train_size,
+                             vocabulary=vocab)
+    return add_task(name, source, replace=True, vocabulary=vocab)
+  return _register_with(name, register, vocabulary)
+
+
+def _register_with(name: str, register: Callable[[seqio.Vocabulary], seqio.Task],
+                   vocabulary: Optional[seqio.Vocabulary]) -> seqio.Task:
+  """Registers with a fixed vocabulary, or follows the configured one when it is None."""
+  _FOLLOWERS.pop(f"task:{name}", None)  # a new definition replaces the old one
+  if vocabulary is not None:
+    return register(vocabulary)
+  return follow_vocabulary(f"task:{name}", register)
 
 
 def simple_task_builder(task: simple_tasks.SimpleTask):
@@ -141,21 +222,26 @@ def register_file_task(name: str, split_to_filepattern, *, kind: str = "pairs",
       with the vocabulary: nonsense summary).
     on_error: 'raise' (an error naming file and line) or 'skip' (reported and counted).
     replace: replace an existing task of the same name.
-    vocabulary: the vocabulary the ids belong to (default: the gin-configured one).
+    vocabulary: the vocabulary the ids belong to; None follows the configured one.
     shuffle_buffer_size: SeqIO's example shuffle buffer for these files.
   """
   from synthetic_pretraining.synthetic import file_source, span_corruption  # pylint: disable=import-outside-toplevel
   if kind not in ("pairs", "sequence", "text"):
     raise ValueError(f"kind must be 'pairs', 'sequence' or 'text', got {kind!r}")
+  if not replace and name in seqio.TaskRegistry.names():
+    raise ValueError(f"Task {name!r} is already registered; pass replace=True to replace it.")
   features = ("targets",) if kind == "sequence" else ("inputs", "targets")
-  source = file_source.AuthorsFileSource(split_to_filepattern, features, text=kind == "text",
-                                         on_error=on_error, vocabulary=vocabulary)
   preprocessors = {"pairs": [], "sequence": [span_corruption.span_corruption],
                    "text": [TOKENIZE]}[kind]
-  if replace and name in seqio.TaskRegistry.names():
-    seqio.TaskRegistry.remove(name)
-  return seqio.TaskRegistry.add(
-      name, source=source,
-      preprocessors=preprocessors + [seqio.preprocessors.append_eos_after_trim],
-      output_features=output_features(vocabulary), shuffle_buffer_size=shuffle_buffer_size,
-      metric_fns=[])
+
+  def register(vocab):
+    source = file_source.AuthorsFileSource(split_to_filepattern, features, text=kind == "text",
+                                           on_error=on_error, vocabulary=vocab)
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
+    return seqio.TaskRegistry.add(
+        name, source=source,
+        preprocessors=preprocessors + [seqio.preprocessors.append_eos_after_trim],
+        output_features=output_features(vocab), shuffle_buffer_size=shuffle_buffer_size,
+        metric_fns=[])
+  return _register_with(name, register, vocabulary)

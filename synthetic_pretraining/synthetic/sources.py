@@ -100,7 +100,8 @@ class SyntheticSource(seqio.DataSource):
     length_range: (min, max) body length given to the generator's `TaskRandom`; None reads
       `simple_tasks.length_range()` from gin.
     validation_size, train_size: override `split_sizes()` for this task.
-    vocabulary: the vocabulary whose ids are generated (default: the gin-configured one).
+    vocabulary: the vocabulary whose ids are generated (default: the configured one, read
+      when a dataset is built).
     config: returns the gin-dependent settings of `build` (anything hashable), so that a change
       of bindings builds a new generator.
   """
@@ -174,7 +175,7 @@ class SyntheticSource(seqio.DataSource):
 
   def state(self) -> _State:
     """Resolves the vocabulary, length range and split sizes now in force (cached)."""
-    space = _token_space(self._vocabulary or vocabularies.VOCABULARY)
+    space = _token_space(self._vocabulary or vocabularies.configured_vocabulary())
     if self._length_range is not None:
       min_length, max_length = self._length_range
     else:
@@ -324,16 +325,18 @@ def _as_arrays(examples, features, text):
   return tuple(out)
 
 
-_SPACES: Dict[int, Tuple[Any, common.TokenSpace]] = {}
+_SPACES: List[Tuple[Any, common.TokenSpace]] = []
 
 
 def _token_space(vocabulary) -> common.TokenSpace:
-  """The token space of a vocabulary, computed once per resolved vocabulary object."""
-  resolved = getattr(vocabulary, "resolved", vocabulary)
-  cached = _SPACES.get(id(resolved))
-  if cached is None or cached[0] is not resolved:
-    cached = _SPACES[id(resolved)] = (resolved, common.TokenSpace.from_vocabulary(resolved))
-  return cached[1]
+  """The token space of a vocabulary, computed once per distinct (unequal) vocabulary."""
+  # seqio vocabularies compare by their settings but are not hashable: a short list, not a dict.
+  for known, space in _SPACES:
+    if known is vocabulary or known == vocabulary:
+      return space
+  space = common.TokenSpace.from_vocabulary(vocabulary)
+  _SPACES.append((vocabulary, space))
+  return space
 
 
 def _as_seed(seed) -> int:

@@ -19,6 +19,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from synthetic_pretraining import vocabularies
+
 NOISE_DENSITY = 0.15
 MEAN_NOISE_SPAN_LENGTH = 3.0
 CONCAT_BATCH = 128
@@ -107,8 +109,7 @@ def span_corruption(dataset: tf.data.Dataset, sequence_length: Optional[Mapping[
   tokens_length, _ = tokens_length_for(int(sequence_length["inputs"]), noise_density,
                                        mean_noise_span_length)
   vocabulary = output_features["targets"].vocabulary
-  vocabulary = getattr(vocabulary, "resolved", vocabulary)
-  vocab_size, extra_ids = vocabulary.vocab_size, vocabulary.extra_ids
+  vocab_size, extra_ids = vocabulary.vocab_size, vocabularies.num_sentinels(vocabulary)
 
   def group(batch):
     arrays = tf.numpy_function(
