@@ -6,9 +6,9 @@ import gin
 import numpy as np
 import seqio
 
-import tasks  # noqa: F401
+import synthetic_pretraining.tasks  # noqa: F401
 from synthetic_pretraining import vocabularies
-from tasks import offline
+from synthetic_pretraining.tasks import offline
 
 
 def _paragraphs(split):
