@@ -46,7 +46,10 @@ setuptools.setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        # setuptools and wheel: tests/test_package.py builds a wheel without build isolation
+        # (`**` in package_data needs setuptools 62.3).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "setuptools>=62.3",
+                 "wheel>=0.37"],
         "tpu": ["jax[tpu]>=0.6,<0.11"],
         "gpu": ["jax[cuda12]>=0.6,<0.11"],
     },

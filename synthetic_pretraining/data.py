@@ -19,6 +19,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import resources
 
 
 @gin.configurable
@@ -52,7 +53,7 @@ class UnknownTaskError(ValueError):
   """MIXTURE_OR_TASK_NAME names no registered task or mixture."""
 
 
-TASKS_MODULE = "synthetic_pretraining.tasks"
+TASKS_MODULE = resources.TASKS_MODULE
 _OLD_TASKS_MODULE = "tasks"
 
 

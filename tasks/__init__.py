@@ -1,9 +1,12 @@
-"""SeqIO task registrations: `MIXTURE_OR_TASK_MODULE = 'synthetic_pretraining.tasks'` makes every task available.
+"""SeqIO task registrations: `MIXTURE_OR_TASK_MODULE = 'synthetic_pretraining.tasks'` makes every
+task available.
 
 An installed package carries this folder as `synthetic_pretraining.tasks` (setup.py); in a checkout
 `synthetic_pretraining.resources` gives it that name too. Imports name the package, so importing
 the folder as plain `tasks` (the older module name) registers the same modules, once.
 """
-from synthetic_pretraining.tasks import synthetic  # noqa: F401  (registers the synthetic pre-training tasks)
-from synthetic_pretraining.tasks import natural  # noqa: F401  (registers the paper's downstream tasks)
-from synthetic_pretraining.tasks import offline  # noqa: F401  (squad_offline and natural_text, shipped data)
+# The synthetic pre-training tasks, the paper's downstream tasks, and those on shipped data
+# (squad_offline, natural_text).
+from synthetic_pretraining.tasks import synthetic  # noqa: F401
+from synthetic_pretraining.tasks import natural  # noqa: F401
+from synthetic_pretraining.tasks import offline  # noqa: F401
