@@ -1,6 +1,19 @@
 """Package definition for synthetic_pretraining (library, SeqIO task registrations, gin configs)."""
 import setuptools
 
+# The repository keeps gin/, tasks/ and data/ at its top level (DESIGN.md); an install must carry
+# them, so they are mapped into the package: tasks/ becomes the subpackage
+# synthetic_pretraining.tasks (MIXTURE_OR_TASK_MODULE), gin/ and data/ become data-only folders
+# synthetic_pretraining/assets/{gin,data}, where synthetic_pretraining/resources.py finds them
+# (and a checkout's own top-level folders when it is not installed). One `assets` folder holds
+# both, mirroring the repository's layout, so `--gin_file=gin/...` and the `include 'gin/...'`
+# lines resolve against it as they do against a checkout.
+PACKAGE_DIRS = {
+    "synthetic_pretraining.tasks": "tasks",
+    "synthetic_pretraining.assets.gin": "gin",
+    "synthetic_pretraining.assets.data": "data",
+}
+
 setuptools.setup(
     name="synthetic_pretraining",
     version="0.1.0",
@@ -9,9 +22,11 @@ setuptools.setup(
         "baselines and statistics-only initialisations (after Wu, Li & Liang, NeurIPS 2022)."
     ),
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["synthetic_pretraining", "synthetic_pretraining.*", "tasks", "tasks.*"]),
-    include_package_data=True,
-    package_data={"synthetic_pretraining": ["assets/*", "assets/**/*"]},
+    packages=[*setuptools.find_packages(include=["synthetic_pretraining", "synthetic_pretraining.*"]),
+              *PACKAGE_DIRS],
+    package_dir=PACKAGE_DIRS,
+    package_data={"synthetic_pretraining.assets.gin": ["**/*.gin"],
+                  "synthetic_pretraining.assets.data": ["**/*"]},
     install_requires=[
         "jax>=0.6,<0.11",
         "flax>=0.10,<0.13",
@@ -32,7 +47,10 @@ setuptools.setup(
         "cloudpickle>=2.2",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        # setuptools and wheel: tests/test_package.py builds a wheel without build isolation
+        # (`**` in package_data needs setuptools 62.3).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "setuptools>=62.3",
+                 "wheel>=0.37"],
         "tpu": ["jax[tpu]>=0.6,<0.11"],
         "gpu": ["jax[cuda12]>=0.6,<0.11"],
     },

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gin  # pylint: disable=wrong-import-position
 import seqio  # pylint: disable=wrong-import-position
 
-import tasks  # pylint: disable=wrong-import-position,unused-import
+import synthetic_pretraining.tasks  # pylint: disable=wrong-import-position,unused-import
 from synthetic_pretraining import data  # pylint: disable=wrong-import-position
 from synthetic_pretraining.synthetic import lime, simple_tasks, workers  # pylint: disable=wrong-import-position
 

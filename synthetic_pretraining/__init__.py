@@ -1,0 +1,5 @@
+"""synthetic_pretraining: pre-training T5 on synthetic tasks (Wu, Li & Liang, NeurIPS 2022) in JAX/Flax."""
+from synthetic_pretraining import resources as _resources
+
+# In a checkout the task registrations are the top-level tasks/ folder; installed, the subpackage.
+_resources.alias_checkout_tasks()

@@ -19,6 +19,7 @@ The tf.data iterator is checkpointable, so a resumed run continues from the same
 import dataclasses
 import difflib
 import importlib
+import importlib.util
 import logging
 from typing import Dict, Mapping, Optional
 
@@ -31,6 +32,7 @@ import tensorflow as tf
 from synthetic_pretraining import partitioning
 from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import sources as synthetic_sources
+from synthetic_pretraining import resources
 
 
 @gin.configurable
@@ -64,6 +66,19 @@ class UnknownTaskError(ValueError):
   """MIXTURE_OR_TASK_NAME names no registered task or mixture."""
 
 
+TASKS_MODULE = resources.TASKS_MODULE
+_OLD_TASKS_MODULE = "tasks"
+
+
+def _task_module_name(name: str) -> str:
+  """'tasks' (and 'tasks.x'), the module name of runs made from a checkout before the package
+  carried its tasks, means `synthetic_pretraining.tasks` where no top-level `tasks` is importable
+  (an installed package), so their config.gin and commands keep working."""
+  if name.split(".")[0] == _OLD_TASKS_MODULE and importlib.util.find_spec(_OLD_TASKS_MODULE) is None:
+    return f"{TASKS_MODULE}{name[len(_OLD_TASKS_MODULE):]}"
+  return name
+
+
 def import_task_modules(modules) -> None:
   """Imports MIXTURE_OR_TASK_MODULE (a name or a list of names) so its tasks get registered."""
   if not modules:
@@ -72,7 +87,7 @@ def import_task_modules(modules) -> None:
     # Task modules may define gin configurables of their own; gin locks its registry after
     # parsing, and the module is only known once the config has been parsed.
     with gin.unlock_config():
-      importlib.import_module(name)
+      importlib.import_module(_task_module_name(name))
 
 
 def get_mixture_or_task(name: str, module: Optional[str] = None):
@@ -88,7 +103,8 @@ def get_mixture_or_task(name: str, module: Optional[str] = None):
     close = difflib.get_close_matches(name, known, n=5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     module_hint = (f" (MIXTURE_OR_TASK_MODULE={module!r} was imported)" if module else
-                   " Set MIXTURE_OR_TASK_MODULE (e.g. 'tasks') so the task gets registered.")
+                   " Set MIXTURE_OR_TASK_MODULE (e.g. "
+                   f"{TASKS_MODULE!r}) so the task gets registered.")
     raise UnknownTaskError(f"Unknown task or mixture {name!r}.{hint}{module_hint} "
                      f"{len(known)} names are registered.") from None
 

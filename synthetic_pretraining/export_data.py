@@ -47,7 +47,7 @@ SPLITS = ("train", "validation")
 MAX_DRAWS_PER_EXAMPLE = 100  # a task whose inputs repeat this much cannot fill the file
 
 
-def synthetic_sources(name: str, module: str = "tasks"):
+def synthetic_sources(name: str, module: str = data.TASKS_MODULE):
   """The generated sources of a task, or of each task of a mixture (e.g. lime), and their rates.
 
   Raises:
@@ -101,7 +101,7 @@ def examples(sources: List[SyntheticSource], split: str, seed: int,
 
 
 def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
-           module: str = "tasks", progress: bool = True) -> int:
+           module: str = data.TASKS_MODULE, progress: bool = True) -> int:
   """Writes `num_examples` examples with distinct inputs to `output`; returns the number written.
 
   Raises:
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
   p.add_argument("--num_examples", type=int, required=True)
   p.add_argument("--output", required=True, help="the file to write")
   p.add_argument("--seed", type=int, default=0, help="the train stream's seed")
-  p.add_argument("--module", default="tasks", help="the module registering the task")
+  p.add_argument("--module", default=data.TASKS_MODULE, help="the module registering the task")
   args = p.parse_args(rest)
   try:
     if gin_files or bindings:

@@ -1,8 +1,9 @@
 """Command-line gin handling shared by the binaries: `--gin_file=...` and `--gin.NAME=VALUE`.
 
 As in t5x, `--gin.NAME=VALUE` is a gin binding `NAME = VALUE` (a macro or `configurable.param`).
-Gin files are found relative to the working directory, then to the repository root, so the
-commands in the README work from anywhere inside a checkout.
+A gin file (or an `include`) is found relative to the working directory first, else among the
+gin files shipped with the package (`resources.root()`: the installed copies or a checkout's
+gin/), as t5x finds its `t5x/configs/...`; so the README's commands work from any directory.
 """
 import argparse
 import difflib
@@ -13,7 +14,8 @@ from typing import List, Sequence, Tuple
 
 import gin
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from synthetic_pretraining import resources
+
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
 _MACRO_REF = re.compile(r"%([A-Za-z_][A-Za-z0-9_.]*)")
 _MACRO_DEF = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=", re.M)
@@ -45,10 +47,13 @@ def split_gin_args(argv: Sequence[str]) -> Tuple[List[str], List[str], List[str]
 
 
 def _resolve(path: str) -> str:
-  for candidate in (path, os.path.join(REPO_ROOT, path)):
-    if os.path.exists(candidate):
-      return candidate
-  raise GinConfigError(f"Gin file {path!r} not found (looked in {os.getcwd()} and {REPO_ROOT}).")
+  """A file under the working directory wins over the shipped one of the same name."""
+  if os.path.exists(path):
+    return path
+  shipped = resources.find_gin_file(path)
+  if shipped is None:
+    raise GinConfigError(f"Gin file {path!r} not found (looked in {os.getcwd()} and {resources.root()}).")
+  return shipped
 
 
 def _file_texts(path: str, seen=None) -> List[str]:
@@ -72,7 +77,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   A macro set on the command line that no gin file uses (a typo such as TRAIN_STEP) would be
   silently ignored by gin, so it is rejected here with the closest known names.
   """
-  gin.add_config_file_search_path(REPO_ROOT)
+  gin.add_config_file_search_path(str(resources.root()))  # for gin's own `include` lookups
   texts = [t for f in gin_files for t in _file_texts(f)]
   referenced = {m for t in texts for m in _MACRO_REF.findall(t)}
   referenced |= {m for b in bindings for m in _MACRO_REF.findall(b)}

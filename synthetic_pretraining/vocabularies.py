@@ -12,10 +12,11 @@ from typing import Optional
 import gin
 import seqio
 
+from synthetic_pretraining import resources
+
 T5_SENTENCEPIECE_MODEL = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
-# Shipped with the repository (scripts/train_vocabulary.py): 4,000 pieces in T5's layout.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CPU_SENTENCEPIECE_MODEL = os.path.join(REPO_ROOT, "data", "vocab", "cpu_sp.model")
+# Shipped with the package (scripts/train_vocabulary.py): 4,000 pieces in T5's layout.
+CPU_SENTENCEPIECE_MODEL = resources.path("data/vocab/cpu_sp.model")
 NUM_EXTRA_IDS = 100
 
 
@@ -41,8 +42,8 @@ def named_vocabulary(name: str = "byte", sentencepiece_model_file: Optional[str]
     return seqio.ByteVocabulary(extra_ids=extra_ids)
   if name == "cpu_sp":
     if not os.path.exists(CPU_SENTENCEPIECE_MODEL):
-      raise FileNotFoundError(f"{CPU_SENTENCEPIECE_MODEL} is missing: the shipped vocabulary "
-                              "comes with a checkout of the repository (pip install -e .).")
+      raise FileNotFoundError(f"{CPU_SENTENCEPIECE_MODEL} is missing: the vocabulary ships "
+                              "with the package; reinstall it (pip install .).")
     return seqio.SentencePieceVocabulary(CPU_SENTENCEPIECE_MODEL, extra_ids=extra_ids)
   if name == "t5":
     return seqio.SentencePieceVocabulary(T5_SENTENCEPIECE_MODEL, extra_ids=extra_ids)

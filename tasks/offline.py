@@ -1,4 +1,4 @@
-"""Tasks on data shipped in the repository (data/), for CPU runs without any network.
+"""Tasks on data shipped with the package (data/), for CPU runs without any network.
 
 * `squad_offline` (train, validation, test): SQuAD-format questions (data/squad_offline, see its
   README for origin and licence) with T5's SQuAD preprocessing and metrics, like
@@ -15,12 +15,12 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining import metrics
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining import resources
 from synthetic_pretraining.synthetic import registry
 from synthetic_pretraining.synthetic import span_corruption
-from tasks import natural
+from synthetic_pretraining.tasks import natural
 
-DATA = os.path.join(vocabularies.REPO_ROOT, "data")
+DATA = resources.path("data")
 SQUAD_OFFLINE = "squad_offline"
 NATURAL_TEXT = "natural_text"
 VALIDATION_PASSAGES = 100
@@ -28,8 +28,8 @@ VALIDATION_PASSAGES = 100
 
 def _read_lines(path: str):
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: the offline data comes with a checkout of the "
-                            "repository (scripts/make_offline_data.py derives it).")
+    raise FileNotFoundError(f"{path} is missing: the offline data ships with the package "
+                            "(scripts/make_offline_data.py derives it); reinstall it.")
   with open(path, encoding="utf-8") as f:
     return [line.rstrip("\n") for line in f if line.strip()]
 
@@ -58,8 +58,8 @@ def _natural_text(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset
   directory = os.path.join(DATA, NATURAL_TEXT)
   files = sorted(f for f in os.listdir(directory) if f.endswith(".txt")) if os.path.isdir(directory) else []
   if not files:
-    raise FileNotFoundError(f"No passages in {directory}: the offline data comes with a checkout "
-                            "of the repository (scripts/make_offline_data.py derives it).")
+    raise FileNotFoundError(f"No passages in {directory}: the offline data ships with the "
+                            "package (scripts/make_offline_data.py derives it); reinstall it.")
   passages = [p for f in files for p in _read_lines(os.path.join(directory, f))]
   chosen = passages[-VALIDATION_PASSAGES:] if split == "validation" else passages[:-VALIDATION_PASSAGES]
   return tf.data.Dataset.from_tensor_slices({"targets": chosen})

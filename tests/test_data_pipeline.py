@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import seqio
 
-import tasks  # noqa: F401  (registers the paper's tasks)
+import synthetic_pretraining.tasks  # noqa: F401  (registers the paper's tasks)
 import toy_tasks
 from synthetic_pretraining import data
 from synthetic_pretraining import prefetch

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import seqio
 
-import tasks  # noqa: F401
+import synthetic_pretraining.tasks  # noqa: F401
 from synthetic_pretraining import inference
 from synthetic_pretraining import metrics
+from synthetic_pretraining import resources
 from synthetic_pretraining import vocabularies
-from tasks import natural
+from synthetic_pretraining.tasks import natural
 
 
 def _write(root, task, **splits):
@@ -68,7 +69,7 @@ def test_data_dir_is_set_with_the_data_dir_macro_of_the_paper_configs(tmp_path):
   # The paper's finetuning configs include this file; its import makes the binding parse even
   # before the task module was imported, as in `python -m synthetic_pretraining.train`.
   gin.parse_config_files_and_bindings(
-      [os.path.join(vocabularies.REPO_ROOT, "gin/experiments/finetune/data_dir.gin")],
+      [resources.path("gin/experiments/finetune/data_dir.gin")],
       [f"DATA_DIR = '{tmp_path}'"])
   assert natural.data_dir() == str(tmp_path)
   ds = seqio.get_mixture_or_task("retrosynthesis").get_dataset(None, split="test", shuffle=False)

@@ -1,6 +1,5 @@
 """The T5 network's parameter tree, the gin model files and the loss."""
 import glob
-import os
 
 import gin
 import jax
@@ -11,8 +10,9 @@ from flax import serialization, traverse_util
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
 from synthetic_pretraining import network
+from synthetic_pretraining import resources
 
-from reference import REFERENCE_DIR as REFERENCE
+from reference import T5X_TINY
 
 
 def _flat_shapes(model):
@@ -39,7 +39,7 @@ def test_t5_1_0_small_matches_paper_facts():
 
 
 def test_t5_1_1_tiny_matches_reference_t5x_checkpoint():
-  raw = open(os.path.join(REFERENCE, "t5x_checkpoints", "t5_1_1_tiny.msgpack"), "rb").read()
+  raw = open(T5X_TINY, "rb").read()
   target = serialization.msgpack_restore(raw)["optimizer"]["target"]
   reference = {k: v.shape for k, v in traverse_util.flatten_dict(target, sep="/").items()}
   config = network.T5Config(emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16, num_encoder_layers=2,
@@ -48,7 +48,7 @@ def test_t5_1_1_tiny_matches_reference_t5x_checkpoint():
   assert _flat_shapes(models.EncoderDecoderModel(config)) == reference
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(gin_utils.REPO_ROOT, "gin/models/*/*.gin"))))
+@pytest.mark.parametrize("path", sorted(glob.glob(resources.path("gin/models/*/*.gin"))))
 def test_model_gin_files_build(path):
   gin_utils.parse([path], [])
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()

@@ -6,10 +6,10 @@ import gin
 import numpy as np
 import seqio
 
-import tasks  # noqa: F401
+import synthetic_pretraining.tasks  # noqa: F401
 from synthetic_pretraining import vocabularies
 from synthetic_pretraining.synthetic import registry
-from tasks import offline
+from synthetic_pretraining.tasks import offline
 
 
 def _paragraphs(split):

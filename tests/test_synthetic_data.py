@@ -16,7 +16,7 @@ import pytest
 import seqio
 from hypothesis import given, settings, strategies as st
 
-import tasks  # noqa: F401  (registers the paper's tasks)
+import synthetic_pretraining.tasks  # noqa: F401  (registers the paper's tasks)
 from synthetic_pretraining import data
 from synthetic_pretraining import export_data
 from synthetic_pretraining import vocabularies

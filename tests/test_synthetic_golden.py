@@ -1,6 +1,6 @@
 """Golden test: our target functions reproduce the authors' generator output on their samples.
 
-The samples (`shared/reference/original_task_samples/<internal name>/samples.tsv`) are written in
+The samples (`tests/testdata/original_task_samples/<internal name>/samples.tsv`) are written in
 T5 ids by the authors' own code. For every one of the 180 lines, the body after the task-name
 prefix and extra_id_0 must map to exactly the authors' output, order included.
 
@@ -16,12 +16,12 @@ import pathlib
 import numpy as np
 import pytest
 
-from reference import REFERENCE_DIR
+from reference import SAMPLES_DIR
 from synthetic_pretraining.synthetic import common, simple_tasks
 
 
 def _reference_dir() -> pathlib.Path:
-  return pathlib.Path(REFERENCE_DIR) / "original_task_samples"
+  return pathlib.Path(SAMPLES_DIR)
 
 
 # The authors' internal names (the prefix they encoded) for our SeqIO ids.

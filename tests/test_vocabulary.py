@@ -8,7 +8,7 @@ import gin
 import pytest
 import seqio
 
-import tasks  # noqa: F401  (imported before any gin parsing)
+import synthetic_pretraining.tasks  # noqa: F401  (imported before any gin parsing)
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
 from synthetic_pretraining import vocabularies
