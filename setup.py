@@ -22,7 +22,6 @@ setuptools.setup(
         "tensorflow-text>=2.16",
         "tensorflow-datasets>=4.9",
         "gin-config>=0.5",
-        "tensorboardX>=2.6",
         "tqdm>=4.66",
         "msgpack>=1.0",
         "numpy>=1.26",

@@ -38,7 +38,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import socketserver
 import ssl
@@ -62,13 +61,11 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _die_with_parent():
-  """Linux: the server gets SIGTERM when the test process dies, even by SIGKILL."""
-  try:
-    import ctypes  # pylint: disable=import-outside-toplevel
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-  except OSError:
-    pass
+def _with_parent_death_signal(command: list) -> list:
+  """`command` under util-linux `setpriv --pdeathsig`, where present, so the server ends with the
+  test process even when that is killed. (A `preexec_fn` would fork a multithreaded JAX process.)"""
+  setpriv = shutil.which("setpriv")
+  return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
 
 
 def _server_binary() -> str:
@@ -291,10 +288,11 @@ class GcsEmulator:
     self.http_port = _free_port()
     self._log = open(os.path.join(self._folder, "server.log"), "wb")  # pylint: disable=consider-using-with
     self._process = subprocess.Popen(  # pylint: disable=consider-using-with
-        [_server_binary(), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
-         "-port", str(self.http_port), "-external-url", self.url,
-         "-log-level", os.environ.get("FAKE_GCS_LOG_LEVEL", "error")],
-        stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        _with_parent_death_signal([
+            _server_binary(), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
+            "-port", str(self.http_port), "-external-url", self.url,
+            "-log-level", os.environ.get("FAKE_GCS_LOG_LEVEL", "error")]),
+        stdout=self._log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while True:
       if self._process.poll() is not None:
