@@ -5,7 +5,9 @@ so `gs://bucket/run` behaves like a local directory. `etils.epath` (installed wi
 path type orbax itself takes) does the work: it speaks gs:// through tf.io.gfile, or through
 fsspec/gcsfs when `EPATH_USE_TF=false`. Never use `os.path` or `open` on a user path.
 """
+import contextlib
 import os
+import tempfile
 import uuid
 from typing import Iterator, Union
 
@@ -129,3 +131,33 @@ def iter_lines(path: PathLike) -> Iterator[str]:
   with open_file(path, "r") as f:
     for line in f:
       yield line.rstrip("\n")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: PathLike, mode: str = "w"):
+  """A file object to stream a large file into; `path` gets it whole when the block completes.
+
+  On an error inside the block `path` is left as it was. Local disk: a temporary sibling renamed
+  over the target. Object stores: a local scratch file uploaded when complete (writing the object
+  directly would publish a partial one, since closing the handle after an error uploads it).
+  """
+  target = as_path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  if is_remote(target):
+    handle, scratch = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+      with open(scratch, mode) as f:  # a private local scratch file, not a user path
+        yield f
+      epath.Path(scratch).copy(target, overwrite=True)
+    finally:
+      os.remove(scratch)
+    return
+  temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+  try:
+    with temporary.open(mode) as f:
+      yield f
+    os.replace(temporary, target)
+  finally:
+    if temporary.exists():
+      temporary.unlink()
