@@ -124,13 +124,13 @@ def run(args, gin_files, bindings) -> str:
   meta = {"model": dataclasses.asdict(model.config), "seed": args.seed,
           "stats_init": {"scheme": plan.scheme, "source": plan.source, "groups": summary.groups}}
   checkpoints.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
-  stats_out = args.stats_out or paths.join(args.output_dir, "stats.json")
+  stats_out = paths.as_str(args.stats_out or paths.join(args.output_dir, "stats.json"))
   artifact.write(plan, stats_out)
   if jax.process_index() == 0:
     print(f"{plan.scheme}: {summary.groups} groups, {summary.drawn_arrays} arrays "
           f"({summary.drawn_values:,} values) drawn from the statistics of {plan.source}; "
           f"{summary.kept_arrays} kept random.\nWrote {paths.as_str(args.output_dir)} "
-          f"and {paths.as_str(stats_out)}.")
+          f"and {stats_out}.")
   return stats_out
 
 
