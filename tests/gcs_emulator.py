@@ -16,9 +16,11 @@ tensorstore 0.1.86, gcsfs 2026.10, google-cloud-storage 3.17, etils 1.15, orbax-
   for reads). What it does honour: libcurl's `https_proxy`, `CURL_CA_BUNDLE` (TF sets CURLOPT_CAINFO
   from it) and `GOOGLE_AUTH_TOKEN_FOR_TESTING` (fixed token, so `NO_GCE_CHECK=true` and
   `GOOGLE_APPLICATION_CREDENTIALS` are not needed). So
-  `https_proxy` points at a CONNECT tunnel (a thread here) that forwards only those two hosts, to
-  an HTTPS front (a thread here, certificate for those names signed by a throw-away CA in a
-  temporary folder) that passes each request on to the emulator's HTTP port; every other host is
+  `https_proxy` points at a CONNECT tunnel that forwards only those two hosts, to an HTTPS front
+  (certificate for those names signed by a throw-away CA in a temporary folder) that passes each
+  request on to the emulator's HTTP port. Both run in a helper process (this file run as a
+  script), not in threads of the test process: TF's checkpoint reader holds the GIL while it
+  waits on the network, which would stall proxy threads in the same process; every other host is
   refused, so nothing leaves the machine. The front also drops TF's `Transfer-Encoding: identity`
   on empty POSTs, which Go's HTTP server refuses with 501, and turns the `http://` the emulator
   writes into a resumable upload's Location (it echoes the Host header) back into `https://`, so the
@@ -42,6 +44,7 @@ import socket
 import socketserver
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -144,6 +147,7 @@ class _ConnectTunnel:
     self._listener.listen(64)
     self.port = self._listener.getsockname()[1]
     self.refused_hosts = []
+    self.refused_log = ""
     self._closed = False
     threading.Thread(target=self._accept_loop, daemon=True).start()
 
@@ -175,6 +179,9 @@ class _ConnectTunnel:
       host = words[1].rsplit(":", 1)[0] if len(words) >= 2 and words[0] == "CONNECT" else ""
       if host not in GOOGLE_STORAGE_HOSTS:
         self.refused_hosts.append(host or words[:2])
+        if self.refused_log:
+          with open(self.refused_log, "a", encoding="utf-8") as f:
+            f.write(f"{host or words[:2]}\n")
         client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
         return
       with socket.create_connection(("127.0.0.1", self._target_port)) as upstream:
@@ -197,7 +204,7 @@ def _pipe(a: socket.socket, b: socket.socket):
 
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-               "trailer", "upgrade", "content-length"}
+               "trailer", "upgrade", "content-length", "expect"}
 
 
 class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
@@ -254,15 +261,15 @@ class _TlsFront(socketserver.ThreadingMixIn, http.server.HTTPServer):
   def __init__(self, upstream_port: int, certificates: dict):
     handler = type("Handler", (_ForwardingHandler,), {"upstream_port": upstream_port})
     super().__init__(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificates["server.pem"], certificates["server.key"])
-    self.socket = context.wrap_socket(self.socket, server_side=True)
+    self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    self._context.load_cert_chain(certificates["server.pem"], certificates["server.key"])
     self.port = self.server_address[1]
     threading.Thread(target=self.serve_forever, daemon=True).start()
 
-  def close(self):
-    self.shutdown()
-    self.server_close()
+  def finish_request(self, request, client_address):
+    # The TLS handshake in the connection's own thread, so one slow client blocks no other.
+    with self._context.wrap_socket(request, server_side=True) as tls:
+      self.RequestHandlerClass(tls, client_address, self)
 
 
 class GcsEmulator:
@@ -271,8 +278,8 @@ class GcsEmulator:
   def __init__(self):
     self._folder: Optional[str] = None
     self._process: Optional[subprocess.Popen] = None
-    self._front: Optional[_TlsFront] = None
-    self._tunnel: Optional[_ConnectTunnel] = None
+    self._proxy: Optional[subprocess.Popen] = None
+    self._tunnel_port = 0
     self._ca_bundle = ""
     self.http_port = 0
 
@@ -306,8 +313,20 @@ class GcsEmulator:
           self.stop()
           raise RuntimeError(f"fake-gcs-server did not answer within {timeout} s: {log}") from None
         time.sleep(0.1)
-    self._front = _TlsFront(self.http_port, certificates)
-    self._tunnel = _ConnectTunnel(self._front.port)
+    # The HTTPS front and the tunnel run in a process of their own: a client call that holds the
+    # GIL while it waits for the network (TF's checkpoint reader does) would otherwise stall the
+    # proxy threads it waits for.
+    self._proxy_log = open(os.path.join(self._folder, "proxy.log"), "w+b")  # pylint: disable=consider-using-with
+    self._proxy = subprocess.Popen(  # pylint: disable=consider-using-with
+        _with_parent_death_signal([sys.executable, os.path.abspath(__file__), str(self.http_port),
+                                   certificates["server.pem"], certificates["server.key"],
+                                   os.path.join(self._folder, "refused.log")]),
+        stdout=subprocess.PIPE, stderr=self._proxy_log, text=True)
+    line = self._proxy.stdout.readline().split()
+    if not line or line[0] != "tunnel":
+      self.stop()
+      raise RuntimeError(f"the emulator's proxy did not start: {line}")
+    self._tunnel_port = int(line[1])
     return self
 
   def server_log(self) -> str:
@@ -315,12 +334,12 @@ class GcsEmulator:
       return f.read()[-4000:]
 
   def stop(self):
-    if self._tunnel is not None:
-      self._tunnel.close()
-      self._tunnel = None
-    if self._front is not None:
-      self._front.close()
-      self._front = None
+    if self._proxy is not None:
+      self._proxy.terminate()
+      self._proxy.wait(timeout=10)
+      self._proxy.stdout.close()
+      self._proxy_log.close()
+      self._proxy = None
     if self._process is not None:
       self._process.terminate()
       try:
@@ -337,11 +356,15 @@ class GcsEmulator:
   @property
   def refused_hosts(self):
     """Hosts a client tried to reach through the tunnel other than Google storage's."""
-    return list(self._tunnel.refused_hosts) if self._tunnel else []
+    log = os.path.join(self._folder, "refused.log") if self._folder else ""
+    if not log or not os.path.exists(log):
+      return []
+    with open(log, encoding="utf-8") as f:
+      return f.read().split()
 
   def environment(self) -> Dict[str, str]:
     """The variables that point every GCS client of a process at this emulator."""
-    proxy = f"http://127.0.0.1:{self._tunnel.port}"
+    proxy = f"http://127.0.0.1:{self._tunnel_port}"
     return {
         "STORAGE_EMULATOR_HOST": self.url,            # gcsfs, google-cloud-storage
         "TENSORSTORE_GCS_HTTP_URL": self.url,         # tensorstore (orbax arrays)
@@ -405,3 +428,17 @@ def local_gs_folders(roots) -> list:
       children[:] = [c for c in children if c not in (".git", ".venv", "__pycache__")]
       found += [os.path.join(folder, c) for c in children if c == "gs:"]
   return sorted(set(found))
+
+
+def _serve_proxy(argv) -> None:
+  """The proxy process: `python gcs_emulator.py UPSTREAM_PORT CERT KEY REFUSED_LOG`."""
+  upstream, cert, key, refused_log = int(argv[0]), argv[1], argv[2], argv[3]
+  front = _TlsFront(upstream, {"server.pem": cert, "server.key": key})
+  tunnel = _ConnectTunnel(front.port)
+  tunnel.refused_log = refused_log
+  print(f"tunnel {tunnel.port}", flush=True)
+  threading.Event().wait()
+
+
+if __name__ == "__main__":
+  _serve_proxy(sys.argv[1:])
