@@ -8,7 +8,6 @@ import dataclasses
 import difflib
 import importlib
 import logging
-import os
 from typing import Dict, Mapping, Optional
 
 import gin
@@ -18,6 +17,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
 
 
 @gin.configurable
@@ -178,7 +178,7 @@ class CheckpointableIterator:
     return {k: v.numpy() for k, v in next(self._iterator).items()}
 
   def save(self, prefix: str) -> None:
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    paths.makedirs(paths.as_path(prefix).parent)  # local or gs://
     self._checkpoint.write(prefix)
 
   def restore(self, prefix: str) -> None:

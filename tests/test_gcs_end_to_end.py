@@ -71,7 +71,7 @@ def test_a_study_in_a_bucket(gcs, capsys):
   assert killed.returncode == -9, killed.stderr[-3000:]
   assert checkpoints.checkpoint_steps(pretrain) == [3]  # checkpoint_6 never committed
   assert train.main(_train_args(pretrain, 9)) == 0
-  assert checkpoints.checkpoint_steps(pretrain) == [6, 9]  # KEEP_CHECKPOINTS=2 in pretrain.gin
+  assert checkpoints.checkpoint_steps(pretrain) == [3, 6, 9]
   a, b = _params(checkpoints.step_dir(whole, 9)), _params(checkpoints.step_dir(pretrain, 9))
   assert sorted(a) == sorted(b)
   for name in a:
