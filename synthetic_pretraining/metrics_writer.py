@@ -19,6 +19,8 @@ from synthetic_pretraining import paths
 # `tf.summary.write`, because `tf.summary.scalar` needs the tensorboard package installed.
 _SCALAR_METADATA = tf.compat.v1.SummaryMetadata(
     plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+_TEXT_METADATA = tf.compat.v1.SummaryMetadata(
+    plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="text"))
 _KIND_DIRS = {"train": "train", "eval": "training_eval", "infer": "inference_eval"}
 
 
@@ -60,7 +62,9 @@ class MetricsWriter:
     """Records text (e.g. the operative gin config) in the training TensorBoard run."""
     if self.enabled:
       writer = self._writer("train", None)
-      writer.add_text(tag, text.replace("\n", "  \n"), step)  # Markdown: keep the line breaks
+      with writer.as_default():  # Markdown: two spaces keep the line breaks
+        tf.summary.write(tag, tf.constant(text.replace("\n", "  \n")), step=int(step),
+                         metadata=_TEXT_METADATA)
       writer.flush()
 
   def close(self) -> None:

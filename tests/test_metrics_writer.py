@@ -54,3 +54,14 @@ def test_gs_model_dir_lands_in_the_bucket(gcs):
   names = gcs.objects("run/")
   assert "run/metrics.jsonl" in names
   assert any(n.startswith("run/training_eval/copy/events.out.tfevents.") for n in names), names
+
+
+def test_text_goes_to_the_train_run(tmp_path):
+  writer = metrics_writer.MetricsWriter(str(tmp_path))
+  writer.write_text("config", "a = 1\nb = 2")
+  writer.close()
+  texts = [(value.tag, tf.make_ndarray(value.tensor).item().decode(), value.metadata.plugin_data.plugin_name)
+           for event_file in paths.glob(str(tmp_path / "train" / "events.out.tfevents.*"))
+           for event in tf.compat.v1.train.summary_iterator(event_file)
+           for value in event.summary.value]
+  assert texts == [("config", "a = 1  \nb = 2", "text")]
