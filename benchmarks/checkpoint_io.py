@@ -10,6 +10,10 @@ fake-gcs-server emulator of tests/gcs_emulator.py (needs the `test` extra). One 
 save time includes waiting for the asynchronous write to commit, restore time includes blocking
 on the arrays. The emulator is on this machine (in memory), so the gs:// numbers measure the
 client path (tensorstore and tf.io.gfile over HTTP), not a real bucket's network.
+
+Measured once on the 2 shared CPU cores (heavily loaded by other jobs; local disk ran first, so
+its save also paid one-time set-up): 231.5 MiB; local save 15.49 s, restore 5.29 s; emulator save
+7.57 s, restore 7.92 s; ratio gs:// / local: save 0.49x, restore 1.50x.
 """
 import argparse
 import os
