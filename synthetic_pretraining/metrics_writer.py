@@ -3,33 +3,42 @@
 `MODEL_DIR/train/` holds training scalars, `MODEL_DIR/training_eval/<task>/` teacher-forced eval,
 `MODEL_DIR/inference_eval/<task>/` decoding metrics; `MODEL_DIR/metrics.jsonl` has every record as
 `{"step", "kind": "train"|"eval"|"infer", "split", "task", ...values}` for scripts and the report.
-Only process 0 writes.
+Only process 0 writes. MODEL_DIR may be local or gs:// (paths.py); the events go through
+`tf.summary`, whose writer speaks every filesystem tf.io.gfile does (tensorboardX would need
+google-cloud-storage and re-uploads its whole buffer on each flush), and as t5x's writer does.
 """
 import json
-import os
 from typing import Dict, Mapping, Optional
 
 import jax
-from tensorboardX import SummaryWriter
+import tensorflow as tf
 
+from synthetic_pretraining import paths
+
+# What TensorBoard's scalars plugin looks for on a float32 tensor summary; written with
+# `tf.summary.write`, because `tf.summary.scalar` needs the tensorboard package installed.
+_SCALAR_METADATA = tf.compat.v1.SummaryMetadata(
+    plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+_TEXT_METADATA = tf.compat.v1.SummaryMetadata(
+    plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="text"))
 _KIND_DIRS = {"train": "train", "eval": "training_eval", "infer": "inference_eval"}
 
 
 class MetricsWriter:
   """Writes scalar metrics for one run directory."""
 
-  def __init__(self, model_dir: str):
-    self.model_dir = model_dir
+  def __init__(self, model_dir: paths.PathLike):
+    self.model_dir = paths.as_str(model_dir)
     self.enabled = jax.process_index() == 0
-    self._writers: Dict[str, SummaryWriter] = {}
+    self._writers: Dict[tuple, tf.summary.SummaryWriter] = {}
     if self.enabled:
-      os.makedirs(model_dir, exist_ok=True)
+      paths.makedirs(self.model_dir)
 
-  def _writer(self, kind: str, task: Optional[str]) -> SummaryWriter:
-    sub = _KIND_DIRS[kind] if kind == "train" else os.path.join(_KIND_DIRS[kind], task or "all")
-    if sub not in self._writers:
-      self._writers[sub] = SummaryWriter(os.path.join(self.model_dir, sub))
-    return self._writers[sub]
+  def _writer(self, kind: str, task: Optional[str]) -> tf.summary.SummaryWriter:
+    parts = (_KIND_DIRS[kind],) if kind == "train" else (_KIND_DIRS[kind], task or "all")
+    if parts not in self._writers:
+      self._writers[parts] = tf.summary.create_file_writer(paths.join(self.model_dir, *parts))
+    return self._writers[parts]
 
   def write(self, step: int, kind: str, values: Mapping[str, float], *, split: str,
             task: Optional[str] = None) -> None:
@@ -37,19 +46,25 @@ class MetricsWriter:
     if not self.enabled:
       return
     writer = self._writer(kind, task)
-    for name, value in values.items():
-      if isinstance(value, (int, float)):
-        writer.add_scalar(name, value, step)
+    with writer.as_default():
+      for name, value in values.items():
+        if isinstance(value, (int, float)):
+          tf.summary.write(name, tf.constant(value, tf.float32), step=int(step),
+                           metadata=_SCALAR_METADATA)
     writer.flush()
     record = {"step": int(step), "kind": kind, "split": split, "task": task, **values}
-    with open(os.path.join(self.model_dir, "metrics.jsonl"), "a") as f:
+    # Appending on an object store rewrites the object (tf.io.gfile downloads it and uploads it
+    # whole on close); a file of one short line per logged step stays small enough for that.
+    with paths.open_file(paths.join(self.model_dir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps(record) + "\n")
 
   def write_text(self, tag: str, text: str, step: int = 0) -> None:
     """Records text (e.g. the operative gin config) in the training TensorBoard run."""
     if self.enabled:
       writer = self._writer("train", None)
-      writer.add_text(tag, text.replace("\n", "  \n"), step)  # Markdown: keep the line breaks
+      with writer.as_default():  # Markdown: two spaces keep the line breaks
+        tf.summary.write(tag, tf.constant(text.replace("\n", "  \n")), step=int(step),
+                         metadata=_TEXT_METADATA)
       writer.flush()
 
   def close(self) -> None:

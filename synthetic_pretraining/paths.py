@@ -5,7 +5,9 @@ so `gs://bucket/run` behaves like a local directory. `etils.epath` (installed wi
 path type orbax itself takes) does the work: it speaks gs:// through tf.io.gfile, or through
 fsspec/gcsfs when `EPATH_USE_TF=false`. Never use `os.path` or `open` on a user path.
 """
+import contextlib
 import os
+import tempfile
 import uuid
 from typing import Iterator, Union
 
@@ -66,8 +68,14 @@ def glob(pattern: PathLike) -> list:
   if not is_remote(text):
     text = os.path.abspath(text)
   head, tail = _split_glob(text)
-  return sorted(os.fspath(p) for p in epath.Path(head).glob(tail)) if tail else (
-      [text] if exists(text) else [])
+  if not tail:
+    return [text] if exists(text) else []
+  # On GCS, tf.io.gfile's glob also matches a directory's marker object `dir/` against `dir/*`
+  # (the `*` matching the empty name after the slash); a true match has as many components as
+  # the pattern.
+  depth = len(tail.split("/"))
+  matches = (os.fspath(p) for p in epath.Path(head).glob(tail))
+  return sorted(m for m in matches if len(m[len(head):].strip("/").split("/")) == depth)
 
 
 def _split_glob(pattern: str):
@@ -123,3 +131,33 @@ def iter_lines(path: PathLike) -> Iterator[str]:
   with open_file(path, "r") as f:
     for line in f:
       yield line.rstrip("\n")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: PathLike, mode: str = "w"):
+  """A file object to stream a large file into; `path` gets it whole when the block completes.
+
+  On an error inside the block `path` is left as it was. Local disk: a temporary sibling renamed
+  over the target. Object stores: a local scratch file uploaded when complete (writing the object
+  directly would publish a partial one, since closing the handle after an error uploads it).
+  """
+  target = as_path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  if is_remote(target):
+    handle, scratch = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+      with open(scratch, mode) as f:  # a private local scratch file, not a user path
+        yield f
+      epath.Path(scratch).copy(target, overwrite=True)
+    finally:
+      os.remove(scratch)
+    return
+  temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+  try:
+    with temporary.open(mode) as f:
+      yield f
+    os.replace(temporary, target)
+  finally:
+    if temporary.exists():
+      temporary.unlink()

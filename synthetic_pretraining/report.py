@@ -29,10 +29,11 @@ import dataclasses
 import io
 import json
 import math
-import os
 import re
 import sys
 from typing import Dict, List, Optional, Sequence
+
+from synthetic_pretraining import paths
 
 PRIMARY_METRIC = {"cnndm_10k": "rouge1"}  # every other task of the paper reports em first
 DEFAULT_METRIC = "em"
@@ -40,20 +41,6 @@ DEFAULT_METRIC = "em"
 
 class ReportError(ValueError):
   """A run directory that cannot be scored."""
-
-
-def _open(path: str, mode: str = "r"):
-  if "://" in path:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    return tf.io.gfile.GFile(path, mode)
-  return open(path, mode)
-
-
-def _exists(path: str) -> bool:
-  if "://" in path:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    return tf.io.gfile.exists(path)
-  return os.path.exists(path)
 
 
 @dataclasses.dataclass
@@ -154,11 +141,10 @@ def _checkpoint_name(path: str) -> str:
                                         parts[-1]):
     parts.pop()
   run_dir = path[: path.rindex(parts[-1]) + len(parts[-1])] if parts else path
-  config_path = os.path.join(run_dir, "config.gin")
+  config_path = paths.join(run_dir, "config.gin")
   try:
-    if _exists(config_path):
-      with _open(config_path) as f:
-        task = config_value(parse_config(f.read()), "MIXTURE_OR_TASK_NAME")
+    if paths.exists(config_path):
+      task = config_value(parse_config(paths.read_text(config_path)), "MIXTURE_OR_TASK_NAME")
       if isinstance(task, str) and task:
         return task
   except Exception:  # pylint: disable=broad-except
@@ -200,19 +186,18 @@ def label_from_config(config: str) -> str:
 
 
 def _read_records(path: str) -> List[dict]:
-  records_path = os.path.join(path, "metrics.jsonl")
-  if not _exists(records_path):
+  records_path = paths.join(path, "metrics.jsonl")
+  if not paths.exists(records_path):
     raise ReportError(f"{path}: no metrics.jsonl (not a run directory, or the run has not "
                       "evaluated yet).")
   records = []
-  with _open(records_path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        records.append(json.loads(line))
-      except ValueError as e:
-        raise ReportError(f"{records_path}: line {number} is not JSON ({e}).") from e
+  for number, line in enumerate(paths.iter_lines(records_path), 1):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except ValueError as e:
+      raise ReportError(f"{records_path}: line {number} is not JSON ({e}).") from e
   return records
 
 
@@ -233,9 +218,8 @@ def read_run(path: str, label: Optional[str] = None) -> Run:
   """
   records = _read_records(path)
   config = ""
-  if _exists(os.path.join(path, "config.gin")):
-    with _open(os.path.join(path, "config.gin")) as f:
-      config = f.read()
+  if paths.exists(paths.join(path, "config.gin")):
+    config = paths.read_text(paths.join(path, "config.gin"))
   bindings = parse_config(config)
   task = config_value(bindings, "MIXTURE_OR_TASK_NAME")
   evals = [r for r in records if r.get("kind") == "eval" and r.get("split") == "validation"
@@ -267,9 +251,8 @@ def read_run(path: str, label: Optional[str] = None) -> Run:
   values.update({f"eval:{k}": float(v) * (100 if k == "accuracy" else 1)
                  for k, v in best.items() if k not in ("step", "kind", "split", "task")
                  and isinstance(v, (int, float))})
-  if label is None and _exists(os.path.join(path, "label.txt")):
-    with _open(os.path.join(path, "label.txt")) as f:
-      label = f.read().strip() or None
+  if label is None and paths.exists(paths.join(path, "label.txt")):
+    label = paths.read_text(paths.join(path, "label.txt")).strip() or None
   seed = config_value(bindings, "SEED", "train.seed")
   return Run(path=path, task=str(task), label=label or label_from_config(config),
              seed="?" if seed is None else str(seed), best_step=int(best["step"]),
@@ -392,8 +375,7 @@ def write_csv(runs: Sequence[Run], table, path: str) -> None:
     for label, row in sorted(rows.items()):
       writer.writerow(["summary", task, label, "", "", "", "", "", row["metric"], row["mean"],
                        row["std"], row["n"], "" if row["benefit"] is None else row["benefit"]])
-  with _open(path, "w") as f:
-    f.write(buffer.getvalue())
+  paths.write_atomic(path, buffer.getvalue())
 
 
 def plot(table, metric_of, path: str, random: str, natural: str) -> None:
@@ -415,27 +397,26 @@ def plot(table, metric_of, path: str, random: str, natural: str) -> None:
     ax.set_title(task)
     ax.set_ylabel(metric_of[task])
   fig.tight_layout()
-  buffer = io.BytesIO()
+  buffer = io.BytesIO()  # matplotlib writes local files only; the path layer takes the bytes
   fig.savefig(buffer, format="png", dpi=120)
   plt.close(fig)
-  with _open(path, "wb") as f:
-    f.write(buffer.getvalue())
+  paths.write_atomic(path, buffer.getvalue())
 
 
 def _key(path: str) -> str:
-  """Run directories compare equal however they were spelled (trailing slash, ./)."""
-  return path.rstrip("/") if "://" in path else os.path.normpath(path)
+  """Run directories compare equal however they were spelled (trailing slash, ./, relative)."""
+  return paths.as_str(path.rstrip("/") or path)
 
 
 def _label_mapping(items: Sequence[str], label_file: Optional[str]) -> Dict[str, str]:
   """{run dir: label} from --label items and the lines of --label_file."""
   pairs = [("--label", item) for item in items]
   if label_file:
-    if not _exists(label_file):
+    if not paths.exists(label_file):
       raise ReportError(f"--label_file {label_file} does not exist.")
-    with _open(label_file) as f:
-      pairs += [(f"{label_file}: line {n}", line.strip()) for n, line in enumerate(f, 1)
-                if line.strip() and not line.lstrip().startswith("#")]
+    pairs += [(f"{label_file}: line {n}", line.strip())
+              for n, line in enumerate(paths.iter_lines(label_file), 1)
+              if line.strip() and not line.lstrip().startswith("#")]
   labels = {}
   for where, item in pairs:
     path, sep, label = item.rpartition("=")
@@ -475,12 +456,10 @@ def main(argv=None) -> int:
   for problem in missing_baselines(table, args.random, args.natural):
     print(f"warning: no benefit for {problem}.", file=sys.stderr)
   text = markdown(table, metric_of, args.random, args.natural, runs)
-  if "://" not in args.output_dir:
-    os.makedirs(args.output_dir, exist_ok=True)
-  with _open(os.path.join(args.output_dir, "report.md"), "w") as f:
-    f.write(text)
-  write_csv(runs, table, os.path.join(args.output_dir, "report.csv"))
-  plot(table, metric_of, os.path.join(args.output_dir, "report.png"), args.random, args.natural)
+  paths.makedirs(args.output_dir)
+  paths.write_atomic(paths.join(args.output_dir, "report.md"), text)
+  write_csv(runs, table, paths.join(args.output_dir, "report.csv"))
+  plot(table, metric_of, paths.join(args.output_dir, "report.png"), args.random, args.natural)
   print(text)
   print(f"Wrote report.md, report.csv and report.png to {args.output_dir}.")
   return 0

@@ -18,6 +18,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining import metrics
+from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
 
@@ -83,11 +84,11 @@ class DownstreamTsvSource(file_source.AuthorsFileSource):
   def path(self, split: str) -> str:
     if split not in SPLIT_FILES:
       raise ValueError(f"Task {self.task!r} has splits {list(SPLIT_FILES)}, not {split!r}.")
-    return os.path.join(data_dir(), "finetuning_data", self.task, SPLIT_FILES[split])
+    return paths.join(data_dir(), "finetuning_data", self.task, SPLIT_FILES[split])
 
   def list_shards(self, split: str):
     path = self.path(split)
-    if not tf.io.gfile.exists(path):
+    if not paths.exists(path):
       raise FileNotFoundError(
           f"Task {self.task!r}, split {split!r}: {path} does not exist. It holds "
           f"{TASK_ORIGINS[self.task]}: {DATA_ORIGIN}. Put the files there or point DATA_DIR "
@@ -118,8 +119,8 @@ def tfds_data_dir() -> str:
 
 def _squad_dataset(split: str, shuffle_files: bool, seed=None):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  directory = os.path.join(tfds_data_dir(), *SQUAD_TFDS)
-  if not tf.io.gfile.exists(os.path.join(directory, "dataset_info.json")):
+  directory = paths.join(tfds_data_dir(), *SQUAD_TFDS)
+  if not paths.exists(paths.join(directory, "dataset_info.json")):
     raise FileNotFoundError(
         f"Task {SQUAD!r} needs TFDS squad/v1.1:3.0.0 prepared in {directory} (set TFDS_DATA_DIR). "
         "Prepare it where the network is reachable: python -c \"import tensorflow_datasets as "

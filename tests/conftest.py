@@ -11,7 +11,6 @@ import gin  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
 
-
 @pytest.fixture(autouse=True)
 def clean_gin():
   gin.clear_config()
@@ -21,3 +20,30 @@ def clean_gin():
   registry = sys.modules.get("synthetic_pretraining.synthetic.registry")
   if registry is not None:
     registry.sync_vocabulary()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+  """One fake-gcs-server for the session (see tests/gcs_emulator.py for how clients reach it)."""
+  import gcs_emulator  # pylint: disable=import-outside-toplevel
+  server = gcs_emulator.GcsEmulator().start()
+  yield server
+  server.stop()
+
+
+@pytest.fixture
+def gcs(gcs_server, monkeypatch, tmp_path):
+  """A fresh bucket on the emulator, with this process's GCS clients pointed at it.
+
+  Yields a `gcs_emulator.Bucket`; subprocesses started with `env=os.environ` (or `gcs.env()`)
+  reach the same emulator. Afterwards no `gs:` folder may exist on local disk (a gs:// path
+  taken as a local one).
+  """
+  import gcs_emulator  # pylint: disable=import-outside-toplevel
+  for name, value in gcs_server.environment().items():
+    monkeypatch.setenv(name, value)
+  bucket = gcs_emulator.Bucket.create(gcs_server)
+  yield bucket
+  strays = gcs_emulator.local_gs_folders([os.getcwd(), str(tmp_path), os.path.dirname(__file__)])
+  assert not strays, f"gs:// paths were written to local disk: {strays}"
+  assert not gcs_server.refused_hosts, f"clients tried other hosts: {gcs_server.refused_hosts}"

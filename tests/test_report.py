@@ -166,3 +166,29 @@ def test_runs_that_cannot_be_scored_are_clear_errors(tmp_path, capsys):
   (empty / "metrics.jsonl").write_text("{not json\n")
   assert report.main([str(empty)]) == 1
   assert "metrics.jsonl: line 1 is not JSON" in capsys.readouterr().err
+
+
+def _upload(local_dir, remote_dir):
+  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
+  for name in os.listdir(local_dir):
+    paths.write_atomic(paths.join(remote_dir, name),
+                       paths.read_bytes(os.path.join(local_dir, name)))
+  return remote_dir
+
+
+def test_runs_and_output_on_gs(tmp_path, gcs, capsys):
+  # Run directories, the pretraining run named by INITIAL_CHECKPOINT_PATH and --output_dir all in
+  # a bucket (the emulator).
+  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
+  paths.write_atomic(f"{gcs.url}/pretrain/config.gin", "MIXTURE_OR_TASK_NAME = 'lime_deduct'\n")
+  finetuned = f"INITIAL_CHECKPOINT_PATH = '{gcs.url}/pretrain/checkpoint_100'\n"
+  runs = [_upload(_run(tmp_path, name, "mtop", {5: em}, {5: 0.5}, config=config, label=label),
+                  f"{gcs.url}/runs/{name}")
+          for name, em, config, label in (("random", 10.0, "", "random"),
+                                          ("natural", 30.0, "", "natural"),
+                                          ("lime", 20.0, finetuned, None))]
+  assert report.main(runs + [f"--output_dir={gcs.url}/report"]) == 0
+  assert "| lime_deduct | 20.00 ± 0.00 (n=1), benefit 50%" in capsys.readouterr().out
+  assert gcs.objects("report/") == ["report/report.csv", "report/report.md", "report/report.png"]
+  assert paths.read_bytes(f"{gcs.url}/report/report.png").startswith(b"\x89PNG")
+  assert "lime_deduct" in paths.read_text(f"{gcs.url}/report/report.md")

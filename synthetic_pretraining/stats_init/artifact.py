@@ -11,12 +11,12 @@ from stats.json draws bitwise the same parameters as the plan computed from the 
 import dataclasses
 import json
 import math
-import os
 import re
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 
+from synthetic_pretraining import paths
 from synthetic_pretraining.stats_init import procedures
 from synthetic_pretraining.stats_init.errors import StatsFileError
 
@@ -105,25 +105,20 @@ def from_json(obj: Mapping[str, Any], where: str = "stats.json") -> Plan:
               source=str(obj.get("source", "")), groups=tuple(groups))
 
 
-def write(plan: Plan, path: str) -> None:
-  """Writes stats.json (on process 0 only; atomically, so a crash leaves no half file)."""
+def write(plan: Plan, path: paths.PathLike) -> None:
+  """Writes stats.json, local or gs:// (on process 0 only; atomically, so a crash leaves no half
+  file)."""
   if jax.process_index() != 0:
     return
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(dumps(plan) + "\n")
-  os.replace(tmp, path)
+  paths.write_atomic(path, dumps(plan) + "\n")
 
 
-def read(path: str) -> Plan:
-  """Reads and validates a stats.json file."""
-  if not os.path.isfile(path):
+def read(path: paths.PathLike) -> Plan:
+  """Reads and validates a stats.json file, local or gs://."""
+  if not paths.exists(path) or paths.isdir(path):
     raise FileNotFoundError(f"Statistics file {path} does not exist.")
   try:
-    with open(path) as f:
-      obj = json.load(f)
+    obj = json.loads(paths.read_text(path))
   except json.JSONDecodeError as e:
     raise StatsFileError(f"{path} is not valid JSON: {e}") from e
   return from_json(obj, where=path)

@@ -9,7 +9,6 @@ corruption); the nonsense summary files are plain `document<TAB>summary` text.
 number, or, with `on_error='skip'`, is reported on stderr and counted in `skipped_lines()`.
 Nothing is dropped silently.
 """
-import glob as glob_lib
 import random
 import sys
 from typing import Mapping, Optional, Sequence, Union
@@ -17,6 +16,7 @@ from typing import Mapping, Optional, Sequence, Union
 import seqio
 import tensorflow as tf
 
+from synthetic_pretraining import paths
 from synthetic_pretraining import vocabularies
 
 _IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
@@ -53,8 +53,9 @@ class AuthorsFileSource(seqio.DataSource):
   """Reads files in the authors' line format, one file pattern per split.
 
   Args:
-    split_to_filepattern: e.g. {'train': 'set/train.txt', 'validation': 'set/valid.txt'}; a
-      pattern may match several files (sharded at file level when there are enough).
+    split_to_filepattern: e.g. {'train': 'set/train.txt', 'validation': 'gs://b/set/valid*.txt'}
+      (local or gs://); a pattern may match several files (sharded at file level when there are
+      enough).
     features: the feature of each tab-separated field: ('inputs', 'targets') for the simple tasks,
       LIME and nonsense summary, ('targets',) for the nesting language.
     text: fields are plain text (nonsense summary), not id lists.
@@ -82,7 +83,7 @@ class AuthorsFileSource(seqio.DataSource):
   def list_shards(self, split: str) -> Sequence[str]:
     patterns = self._patterns[split]
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    files = sorted(f for p in patterns for f in glob_lib.glob(p))
+    files = sorted(f for p in patterns for f in paths.glob(p))  # local or gs://
     if not files:
       raise FileNotFoundError(f"No file matches {patterns} (split {split!r}).")
     return files

@@ -1,0 +1,84 @@
+"""Data files on gs:// (the emulator): export_data, file tasks and their globs, the downstream
+tasks' DATA_DIR, and stats.json."""
+import gin
+import pytest
+import seqio
+
+import tasks  # noqa: F401  (registers the synthetic and downstream tasks)
+from synthetic_pretraining import export_data
+from synthetic_pretraining import paths
+from synthetic_pretraining import vocabularies
+from synthetic_pretraining.stats_init import artifact
+from synthetic_pretraining.synthetic import file_source
+from synthetic_pretraining.synthetic import registry
+
+
+def test_export_to_gs_writes_the_same_file_as_to_disk(gcs, tmp_path):
+  argv = ["--task=set", "--num_examples=40", "--seed=2"]
+  assert export_data.main(argv + [f"--output={tmp_path / 'set.txt'}"]) == 0
+  assert export_data.main(argv + [f"--output={gcs.url}/data/set/train_0.txt"]) == 0
+  assert gcs.objects() == ["data/set/train_0.txt"]
+  assert paths.read_text(f"{gcs.url}/data/set/train_0.txt") == (tmp_path / "set.txt").read_text()
+
+
+def test_an_interrupted_export_to_gs_leaves_the_old_object(gcs, monkeypatch):
+  output = f"{gcs.url}/data/set.txt"
+  paths.write_atomic(output, "previous contents\n")
+  calls = []
+
+  def failing_format_line(example, features):
+    calls.append(example)
+    if len(calls) == 5:
+      raise KeyboardInterrupt
+    return file_source.format_ids(example["inputs"])
+
+  monkeypatch.setattr(export_data.file_source, "format_line", failing_format_line)
+  with pytest.raises(KeyboardInterrupt):
+    export_data.export("set", "train", 20, output, progress=False)
+  assert gcs.objects() == ["data/set.txt"]
+  assert paths.read_text(output) == "previous contents\n"
+
+
+def test_file_task_reads_a_gs_glob(gcs):
+  for shard in range(2):
+    assert export_data.main(["--task=set", "--num_examples=6", f"--seed={shard}",
+                             f"--output={gcs.url}/data/set/train_{shard}.txt"]) == 0
+  paths.write_atomic(f"{gcs.url}/data/set/notes.md", "not a shard")
+  task = registry.register_file_task("set_from_gs", {"train": f"{gcs.url}/data/set/train_*.txt"},
+                                     replace=True)
+  try:
+    assert task.source.list_shards("train") == [f"{gcs.url}/data/set/train_0.txt",
+                                                f"{gcs.url}/data/set/train_1.txt"]
+    read = list(task.source.get_dataset("train", shuffle=False).as_numpy_iterator())
+  finally:
+    seqio.TaskRegistry.remove("set_from_gs")
+  lines = [file_source.format_line({k: v.tolist() for k, v in example.items()},
+                                   ("inputs", "targets")) for example in read]
+  expected = [line for shard in range(2)
+              for line in paths.iter_lines(f"{gcs.url}/data/set/train_{shard}.txt")]
+  assert lines == expected and len(lines) == 12
+
+
+def test_downstream_task_reads_data_dir_on_gs(gcs):
+  paths.write_atomic(f"{gcs.url}/data/finetuning_data/mtop/train.txt",
+                     "play a song\t[IN:PLAY_MUSIC ]\nstop\t[IN:STOP ]\n")
+  gin.bind_parameter("natural.data_dir.path", f"{gcs.url}/data")
+  vocab = vocabularies.VOCABULARY
+  dataset = seqio.get_mixture_or_task("mtop").get_dataset(None, split="train", shuffle=False)
+  got = [(vocab.decode(x["inputs"][:-1].tolist()), vocab.decode(x["targets"][:-1].tolist()))
+         for x in dataset.as_numpy_iterator()]
+  assert got == [("play a song", "[IN:PLAY_MUSIC ]"), ("stop", "[IN:STOP ]")]
+  with pytest.raises(FileNotFoundError, match=f"{gcs.url}/data/finetuning_data/mtop/test.txt"):
+    seqio.get_mixture_or_task("mtop").source.list_shards("test")
+
+
+def test_stats_json_round_trips_on_gs(gcs):
+  plan = artifact.Plan(scheme="per_param_grouping___init_scale", source=f"{gcs.url}/pretrain",
+                       groups=(artifact.GroupPlan(
+                           name="encoder/kernel", members=("encoder/layers_0/mlp/wi/kernel",),
+                           shapes=((8, 16),), count=128, mean=0.1 / 3, std=0.02, draw="normal(mean,std)"),))
+  artifact.write(plan, f"{gcs.url}/init/stats.json")
+  assert gcs.objects() == ["init/stats.json"]
+  assert artifact.read(f"{gcs.url}/init/stats.json") == plan
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    artifact.read(f"{gcs.url}/init/missing.json")

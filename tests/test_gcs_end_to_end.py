@@ -1,0 +1,115 @@
+"""A whole study with every run directory in a bucket (the GCS emulator, tests/gcs_emulator.py).
+
+Pre-train with MODEL_DIR=gs://..., kill the run with SIGKILL while it commits a checkpoint and
+resume it (bitwise equal to an uninterrupted run), build a statistics-only initialisation from
+the gs:// checkpoint into gs://, finetune from it, then `infer`, `report` and
+`inspect_checkpoint` on the gs:// directories. The binaries run in this process through their
+`main` functions (the code `python -m ...` runs), except the killed run, which is a subprocess
+with the emulator's environment; the `gcs` fixture checks that no local `gs:` folder appears.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import toy_tasks
+
+from synthetic_pretraining import checkpoints
+from synthetic_pretraining import inference
+from synthetic_pretraining import inspect_checkpoint
+from synthetic_pretraining import paths
+from synthetic_pretraining import report
+from synthetic_pretraining import train
+from synthetic_pretraining.stats_init import __main__ as stats_init_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin.network.T5Config.emb_dim=32",
+         "--gin.network.T5Config.mlp_dim=64", "--gin.network.T5Config.num_encoder_layers=1",
+         "--gin.network.T5Config.num_decoder_layers=1"]
+TASK = [f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+        "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", "--gin.BATCH_SIZE=8",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 10, 'targets': 10}"]
+
+
+def _train_args(model_dir, steps, *extra):
+  return [*MODEL, "--gin_file=gin/runs/pretrain.gin", *TASK, f"--gin.MODEL_DIR='{model_dir}'",
+          f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=3", "--gin.LOG_PERIOD=3",
+          "--gin.EVAL_PERIOD=1000", *extra]
+
+
+# SIGKILL while the data position of checkpoint_6 is written, after orbax has the parameters.
+_KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from synthetic_pretraining import checkpoints, train
+    original = checkpoints.DataIteratorHandler.save
+    def save_then_die(self, directory, args):
+      if "checkpoint_6" in str(directory):
+        os.kill(os.getpid(), signal.SIGKILL)
+      return original(self, directory, args)
+    checkpoints.DataIteratorHandler.save = save_then_die
+    sys.exit(train.main(sys.argv[1:]))
+""")
+
+
+def _params(directory):
+  _, named = inspect_checkpoint.load(directory)
+  return dict(named)
+
+
+def test_a_study_in_a_bucket(gcs, capsys):
+  bucket = gcs.url
+  whole, pretrain = f"{bucket}/whole", f"{bucket}/pretrain"
+
+  # Pre-training, uninterrupted and killed + resumed.
+  assert train.main(_train_args(whole, 9)) == 0
+  env = gcs.env(PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tests"), REPO]))
+  killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, *_train_args(pretrain, 9)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert checkpoints.checkpoint_steps(pretrain) == [3]  # checkpoint_6 never committed
+  assert train.main(_train_args(pretrain, 9)) == 0
+  assert checkpoints.checkpoint_steps(pretrain) == [3, 6, 9]
+  a, b = _params(checkpoints.step_dir(whole, 9)), _params(checkpoints.step_dir(pretrain, 9))
+  assert sorted(a) == sorted(b)
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert "pretrain/config.gin" in gcs.objects("pretrain/")
+  assert [r["step"] for r in map(json.loads, paths.iter_lines(f"{pretrain}/metrics.jsonl"))
+          if r["kind"] == "train"] == [3, 6, 6, 9]  # step 6 logged by the killed run and again
+
+  # Statistics-only initialisation, gs:// to gs://.
+  init = f"{bucket}/init"
+  assert stats_init_cli.main([*MODEL, f"--checkpoint={pretrain}", f"--output_dir={init}",
+                              "--scheme=per_param_grouping___init_scale"]) == 0
+  stats = json.loads(paths.read_text(f"{init}/stats.json"))
+  assert stats["scheme"] == "per_param_grouping___init_scale" and stats["groups"]
+  assert pretrain in stats["source"]
+
+  # Finetuning from it, with evaluation.
+  finetune = f"{bucket}/finetune"
+  assert train.main(_train_args(finetune, 4, f"--gin.INITIAL_CHECKPOINT_PATH='{init}'",
+                                "--gin.EVAL_PERIOD=2", "--gin.EVAL_STEPS=2")) == 0
+  evals = [r for r in map(json.loads, paths.iter_lines(f"{finetune}/metrics.jsonl"))
+           if r["kind"] == "eval"]
+  assert [r["step"] for r in evals] == [2, 4]
+  assert any(n.startswith("finetune/training_eval/") for n in gcs.objects("finetune/"))
+
+  # Inference from the finetuned run, report and inspection from gs://.
+  predictions = f"{bucket}/infer"
+  assert train.main([*MODEL, "--gin_file=gin/runs/infer.gin", *TASK,
+                     f"--gin.CHECKPOINT_PATH='{finetune}'", f"--gin.INFER_OUTPUT_DIR='{predictions}'",
+                     "--gin.SPLIT='validation'", "--gin.NUM_DECODES=1",
+                     "--gin.EVALUATOR_NUM_EXAMPLES=8"], entry_point=inference.infer) == 0
+  rows = list(paths.iter_lines(
+      f"{predictions}/inference_eval/{toy_tasks.TOY_TASK}-predictions.jsonl"))
+  assert len(rows) == 8 and {"input", "target", "prediction"} <= set(json.loads(rows[0]))
+
+  assert report.main([finetune, "--metric=eval:accuracy", f"--output_dir={bucket}/report"]) == 0
+  assert gcs.objects("report/") == ["report/report.csv", "report/report.md", "report/report.png"]
+
+  capsys.readouterr()
+  assert inspect_checkpoint.main([finetune, "--json"]) == 0
+  assert json.loads(capsys.readouterr().out)["step"] == 4
