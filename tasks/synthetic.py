@@ -23,7 +23,8 @@ for _task in simple_tasks.TASKS.values():
   _add(_task.name, SyntheticSource(_task.name, registry.simple_task_builder(_task)))
 
 for _mode in lime.MODES:
-  _add(_mode, SyntheticSource(_mode, lime.builder(_mode), length_range=(0, lime.MAX_LENGTH)))
+  _add(_mode, SyntheticSource(_mode, lime.builder(_mode), length_range=(0, lime.MAX_LENGTH),
+                              config=lime.length_range))  # bounds: gin lime_length_range
 if "lime" not in seqio.MixtureRegistry.names():
   seqio.MixtureRegistry.add("lime", list(lime.MODES), default_rate=1)
 
