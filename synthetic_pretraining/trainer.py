@@ -24,6 +24,7 @@ from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import run_record
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
 EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
@@ -245,6 +246,11 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   state = _initial_state(trainer, ckpts, model_dir, iterator, initial_checkpoint_path,
                          initial_checkpoint_load, param_initializer)
   _write_config(model_dir)
+  if jax.process_index() == 0:
+    run_record.write(model_dir, train_dataset_cfg=train_dataset_cfg, seed=seed,
+                     total_steps=total_steps, initial_checkpoint_path=initial_checkpoint_path,
+                     initial_checkpoint_load=initial_checkpoint_load,
+                     param_initializer=param_initializer)
   if state.step >= total_steps:
     logging.info("MODEL_DIR %s is already at step %d >= TRAIN_STEPS=%d; nothing to do.",
                  model_dir, state.step, total_steps)
