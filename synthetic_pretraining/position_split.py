@@ -25,7 +25,6 @@ import numpy as np
 
 from synthetic_pretraining import data
 from synthetic_pretraining import models
-from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
 from synthetic_pretraining import paths
 
@@ -85,7 +84,7 @@ def diagnose(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_pat
   """The position split of a checkpoint's teacher-forced predictions on `split` of `task`."""
   from synthetic_pretraining import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
   partitioner = partitioning.PjitPartitioner()
-  trainer = trainer_lib.Trainer(model, partitioner, optimizers.create_optimizer(), 0)
+  trainer = trainer_lib.Trainer(model, partitioner, optimizer=None, seed=0)  # evaluation only
   params = trainer.params_from_checkpoint(checkpoint_path)
   cfg = data.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=dict(lengths),
                            split=split, batch_size=batch_size, shuffle=False, seed=42,
