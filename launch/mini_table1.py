@@ -201,7 +201,8 @@ def finetune_runs(p: Preset, out: str, learning_rates: Optional[Dict[str, float]
   runs = []
   for k, seed in enumerate(p.seeds):
     for label, init_flags in inits:
-      rates = p.learning_rates if k == 0 else [(learning_rates or {}).get(label)]
+      only = p.learning_rates[0] if len(p.learning_rates) == 1 else None  # no sweep
+      rates = p.learning_rates if k == 0 else [(learning_rates or {}).get(label, only)]
       for rate in rates:
         name = label.replace("(", "_").replace(")", "")
         model_dir = os.path.join(out, "finetune", name, f"lr_{rate:g}" if rate else "lr_best",
@@ -374,7 +375,7 @@ def run(preset: str, out: str, dry_run: bool = False) -> int:
   first = finetune_runs(p, out)
   chosen: Dict[str, Tuple[float, float]] = {}  # label -> (rate, best validation accuracy)
   for r in first:
-    if r.learning_rate is None:
+    if r.seed != p.seeds[0]:
       continue
     print(f"[finetune] {r.label} lr {r.learning_rate:g} seed {r.seed}  "
           f"({(time.time() - start) / 60:.1f} min)", flush=True)
