@@ -106,8 +106,10 @@ PRESETS: Dict[str, Preset] = {
                    step_seconds=(("pretrain_64x64", 0.30), ("finetune", 0.65), ("eval", 15.0),
                                  ("run", 25.0))),
     # Seconds per run: the test suite runs the whole driver at this size, sweep included.
+    # One seed keeps it to 11 runs; pairing with Set seeds and the swept rate reaching later
+    # seeds are tested on finetune_runs' commands.
     "toy": Preset(pretrain={"set": (32, 32, 4)}, natural=None, stats_from="set",
-                  stats_seeds=(0, 1), pretrain_batch=8, pretrain_eval_period=2, seeds=(1, 2),
+                  stats_seeds=(0,), pretrain_batch=8, pretrain_eval_period=2, seeds=(1,),
                   learning_rates=(1e-2, 3e-3), finetune_steps=4, finetune_batch=8,
                   finetune_lengths=(64, 8), eval_period=2, eval_steps=1, infer_examples=8,
                   stats_schemes=("stats_mean_std",), model_flags=TOY_MODEL, set_max_body=16),

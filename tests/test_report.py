@@ -121,6 +121,10 @@ def test_statistics_inits_are_a_share_of_their_source(tmp_path):
   assert c.rows["stats(set)"].share_of_source == pytest.approx(0.25)  # 5 of set's 20 points
   assert c.rows["stats(set)"].benefit == pytest.approx(0.5)  # against natural's 10 points
   assert c.rows["set"].share_of_source is None
+  # A source whose own benefit is within the seed spread gives no share.
+  runs.append(_run(tmp_path, "s2", "squad", {5: 5.0}, {5: 0.5}, init=checkpoint, seed=2))
+  (c,) = protocol.compare([report.read_run(r) for r in runs], "em")
+  assert c.rows["set"].mean == 17.5 and c.rows["stats(set)"].share_of_source is None
 
 
 def test_pretraining_plateau_flag(tmp_path):

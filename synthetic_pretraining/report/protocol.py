@@ -13,7 +13,8 @@ Aggregation: mean and sample standard deviation over seeds per (task, method).
 Benefit: (method - random) / (natural - random) on the means, reported only where natural - random
 exceeds SPREAD_FACTOR times the seed spread of the two baselines; otherwise differences from
 random in points, each with the standard error of the difference. A statistics-only method is
-also reported as a share of its source model's own benefit: (stats - random) / (source - random).
+also reported as a share of its source model's own benefit, (stats - random) / (source - random),
+where source - random clears the seed spread in the same way.
 """
 import collections
 import dataclasses
@@ -205,8 +206,9 @@ def compare(runs: Sequence[Run], metric: Optional[str], random: str = "random",
         row.diff_se = math.sqrt(std ** 2 / n + base[1] ** 2 / base[2])
         if defined:
           row.benefit = row.diff / gap
+        # A share of the source's benefit only where that benefit clears the seed spread.
         source = stats.get(sources.get(label)) if sources.get(label) != label else None
-        if source and source[0] - base[0] != 0 and label != sources.get(label):
+        if source and source[0] - base[0] > SPREAD_FACTOR * max(source[1], base[1]):
           row.share_of_source = row.diff / (source[0] - base[0])
       rows[label] = row
     out.append(Comparison(task, names[task], rows, gap, gap_noise, defined))
