@@ -1,128 +1,313 @@
 #!/usr/bin/env python3
-r"""A CPU-scale reproduction of the paper's Table 1 (and the `make demo` slice of it).
+r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-only result).
 
-  python launch/mini_table1.py --preset=full [--output_dir=runs/mini_table1] [--seeds=1,2,3]  # ~2 h
-  python launch/mini_table1.py --preset=demo     # make demo: Set only, one seed, ~15 minutes
+  python launch/mini_table1.py --preset=full|demo|toy|gpu [--output_dir=DIR] [--dry_run]
 
-1. Pre-train the CPU-sized T5 1.0 (gin/models/t5_1_0/cpu.gin, shipped vocabulary) on each
-   synthetic task and on natural text (`natural_text`, span corruption) with the same steps,
-   batch and lengths, i.e. the same compute.
-2. Finetune on `squad_offline` from random init, from each pre-trained model (token embedding
-   re-initialised as in the paper's research runs; the natural model loads everything, as the
-   paper's off-the-shelf T5 did), and from the statistics of the Set model (Per Param Mean/SD and
-   Per Param Scale), for every seed; teacher-forced validation eval and greedy inference eval of
-   the test split every period.
-3. Print the benefit tables (`python -m synthetic_pretraining.report`): the test EM (then token
-   F1) at the step of best validation token accuracy, and that best validation token accuracy,
-   each with mean and spread over seeds and the benefit (method - random) / (natural - random);
-   report.md/csv/png land in OUTPUT_DIR/report, report_f1 and report_accuracy.
+1. Pre-flight: each pre-training task's examples are measured (a sample, with the run's own gin
+   configuration) against its TASK_FEATURE_LENGTHS; the driver refuses to start when most
+   examples of a task would be cut, and warns loudly when any would.
+2. Pre-train on each synthetic task (the statistics source, Set, with several seeds) and on
+   natural text (`natural_text`, span corruption), natural given at least the steps, batch and
+   lengths of every synthetic task, i.e. at least as much compute.
+3. Finetune on `squad_offline` (inputs long enough to keep the answer) from random init, from
+   each pre-trained model (embedding re-initialised, as in the paper's research runs; natural
+   loads everything, as the paper's off-the-shelf T5 did) and from the statistics of the Set
+   model (Per Param Mean/SD, Per Param Scale). With several learning rates, each init's rate is
+   chosen on the first seed by best validation token accuracy, then the other seeds use it. The
+   k-th seed of an init from Set pairs with Set pre-training seed k mod (number of Set seeds).
+4. At each finetuning run's step of best validation token accuracy, split that accuracy by
+   target position (first token / copyable continuation / other / EOS: position_split.py).
+5. The report (`python -m synthetic_pretraining.report`, from run.json records): decoded test
+   EM and F1 at the step of best validation token accuracy (the paper's protocol), that accuracy,
+   the position split, each pre-training run's final validation accuracy (flagged when still
+   rising), differences from random with their spread, the benefit ratio only where natural −
+   random clears the seed spread, and statistics-only inits as a share of Set's own benefit.
 
 Runs happen in this process, one after another; a finished run is skipped when the driver is
-started again (its MODEL_DIR resumes and ends at once).
+started again (its MODEL_DIR resumes and ends at once). `--dry_run` prints every command and the
+estimated duration from the step times measured for each preset (PRESETS' comments).
 """
 import argparse
 import dataclasses
+import json
 import os
+import shlex
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the library of this checkout, whatever else is installed
 STATS_SCHEMES = {"stats_mean_std": "per_param_grouping___init_mean_std",
                  "stats_scale": "per_param_grouping___init_scale"}
+REFUSE_SHARE = 0.5  # refuse to pre-train when more than this share of a task's examples is cut
+TOY_MODEL = ("--gin.network.T5Config.emb_dim=32", "--gin.network.T5Config.mlp_dim=64",
+             "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=16")
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-  """Sizes of one reproduction."""
-  pretrain_tasks: Tuple[str, ...]
-  natural: bool
+  """Sizes of one reproduction.
+
+  Attributes:
+    pretrain: {task: (inputs, targets, steps)}: lengths and steps of each synthetic task.
+    natural: (inputs, targets, steps) of the natural-text run (None: no natural baseline); it
+      must see at least the tokens (steps x lengths) of every synthetic task.
+    stats_from / stats_seeds: the statistics source task and its pre-training seeds.
+    pretrain_batch / pretrain_eval_period: every pre-training run's batch and eval period.
+    seeds: finetuning seeds. learning_rates: finetuning rates (several: a sweep on seeds[0]).
+    finetune_*: squad_offline sizes; eval_steps batches of validation per eval (None: all);
+      infer_examples test questions decoded per eval.
+    step_seconds: measured seconds per step {'pretrain_<in>x<tgt>', 'finetune'} and per eval
+      ('eval') and run ('run': compiling, starting the data), for the dry run's estimate.
+  """
+  pretrain: Dict[str, Tuple[int, int, int]]
+  natural: Optional[Tuple[int, int, int]]
   stats_from: str
+  stats_seeds: Tuple[int, ...]
+  pretrain_batch: int
+  pretrain_eval_period: int
   seeds: Tuple[int, ...]
-  pretrain_steps: int
+  learning_rates: Tuple[float, ...]
   finetune_steps: int
+  finetune_batch: int
+  finetune_lengths: Tuple[int, int]
   eval_period: int
-  batch_size: int = 32
-  pretrain_lengths: Tuple[int, int] = (64, 64)
-  finetune_lengths: Tuple[int, int] = (256, 32)
-  finetune_learning_rate: float = 1e-2  # measured: 300 steps from random reach 0.12 token accuracy (0.11 after 500 at 3e-3)
-  eval_steps: int = 8
-  infer_examples: int = 300
-  model_flags: Tuple[str, ...] = ()
+  eval_steps: Optional[int]
+  infer_examples: int
   stats_schemes: Tuple[str, ...] = tuple(STATS_SCHEMES)
+  model_gin: str = "gin/models/t5_1_0/cpu.gin"
+  model_flags: Tuple[str, ...] = ()
+  run_gin: Tuple[str, ...] = ("gin/runs/cpu_demo.gin",)
+  set_max_body: int = 48
+  step_seconds: Tuple[Tuple[str, float], ...] = ()
 
 
 PRESETS: Dict[str, Preset] = {
-    # Measured on our 2-core CPU: about 2 hours (pre-training 7 min per task, finetuning 4.2 min
-    # per run); identity and Set already separate from random by 50 points after 300 steps.
-    "full": Preset(pretrain_tasks=("identity", "set", "lime"), natural=True, stats_from="set",
-                   seeds=(1, 2, 3), pretrain_steps=1500, finetune_steps=300, eval_period=100),
-    "demo": Preset(pretrain_tasks=("set",), natural=False, stats_from="set", seeds=(1,),
-                   pretrain_steps=1000, finetune_steps=300, eval_period=100,
-                   stats_schemes=("stats_mean_std",)),
-    # Seconds: the test suite runs the whole driver at this size.
-    "toy": Preset(pretrain_tasks=("set",), natural=True, stats_from="set", seeds=(1, 2),
-                  pretrain_steps=4, finetune_steps=4, eval_period=2, batch_size=8,
-                  pretrain_lengths=(32, 32), finetune_lengths=(64, 8), eval_steps=1,
-                  infer_examples=8,
-                  model_flags=("--gin.network.T5Config.emb_dim=32",
-                               "--gin.network.T5Config.mlp_dim=64",
-                               "--gin.network.T5Config.num_heads=2",
-                               "--gin.network.T5Config.head_dim=16")),
+    # 2-core CPU, at most 3 hours (estimate ~165 min). Step times of the cpu.gin model, batch 32:
+    # 64/64 0.28 s (the previous design's 1,500-step runs took 7 min each on a quiet machine),
+    # 128/128 and squad at 512/32 (batch 16) scaled by tokens from it and checked against a few
+    # steps measured on the shared, loaded machine; see docs/results/mini_table1/README.md.
+    "full": Preset(pretrain={"set": (64, 64, 2000), "lime": (128, 128, 1500)},
+                   natural=(128, 128, 1500), stats_from="set", stats_seeds=(0, 1),
+                   pretrain_batch=32, pretrain_eval_period=250, seeds=(1, 2),
+                   learning_rates=(1e-2,), finetune_steps=700, finetune_batch=16,
+                   finetune_lengths=(512, 32), eval_period=175, eval_steps=16,
+                   infer_examples=256, stats_schemes=("stats_mean_std",),
+                   step_seconds=(("pretrain_64x64", 0.30), ("pretrain_128x128", 0.65),
+                                 ("finetune", 0.65), ("eval", 35.0), ("run", 25.0))),
+    # make demo, at most 15 minutes (estimate ~13): Set (one seed) and the Set model's
+    # statistics against random init.
+    "demo": Preset(pretrain={"set": (64, 64, 800)}, natural=None, stats_from="set",
+                   stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=200, seeds=(1,),
+                   learning_rates=(1e-2,), finetune_steps=200, finetune_batch=16,
+                   finetune_lengths=(512, 32), eval_period=100, eval_steps=8, infer_examples=64,
+                   stats_schemes=("stats_mean_std",),
+                   step_seconds=(("pretrain_64x64", 0.30), ("finetune", 0.65), ("eval", 15.0),
+                                 ("run", 25.0))),
+    # Seconds per run: the test suite runs the whole driver at this size, sweep included.
+    # One seed keeps it to 11 runs; pairing with Set seeds and the swept rate reaching later
+    # seeds are tested on finetune_runs' commands.
+    "toy": Preset(pretrain={"set": (32, 32, 4)}, natural=None, stats_from="set",
+                  stats_seeds=(0,), pretrain_batch=8, pretrain_eval_period=2, seeds=(1,),
+                  learning_rates=(1e-2, 3e-3), finetune_steps=4, finetune_batch=8,
+                  finetune_lengths=(64, 8), eval_period=2, eval_steps=1, infer_examples=8,
+                  stats_schemes=("stats_mean_std",), model_flags=TOY_MODEL, set_max_body=16),
+    # One H100-class GPU, at most 10 minutes: T5 1.0 small at the paper's 512/512 pre-training
+    # and SQuAD's 512/128 finetuning lengths and rate (1e-3), the shipped vocabulary (T5's own
+    # is on gs://, unreachable offline). Step times are estimated from FLOPs (6 x 60M params x
+    # tokens at ~100 TFLOP/s), not measured: no GPU was available when it was sized.
+    "gpu": Preset(pretrain={"set": (512, 512, 200)}, natural=(512, 512, 200),
+                  stats_from="set", stats_seeds=(0, 1), pretrain_batch=32,
+                  pretrain_eval_period=100, seeds=(1, 2), learning_rates=(1e-3,),
+                  finetune_steps=150, finetune_batch=32, finetune_lengths=(512, 128),
+                  eval_period=75, eval_steps=None, infer_examples=256,
+                  stats_schemes=("stats_mean_std",), model_gin="gin/models/t5_1_0/small.gin",
+                  model_flags=("--gin.vocabularies.default_vocabulary.name='cpu_sp'",
+                               "--gin.network.T5Config.vocab_size=None"),
+                  set_max_body=220,
+                  step_seconds=(("pretrain_512x512", 0.12), ("finetune", 0.07), ("eval", 8.0),
+                                ("run", 15.0))),
 }
 
 
-def _lengths(pair):
+@dataclasses.dataclass
+class Run:
+  """One training run: its directory, method label, flags and (finetuning) sweep group."""
+  model_dir: str
+  label: str
+  flags: List[str]
+  kind: str  # 'pretrain' or 'finetune'
+  seed: int = 0
+  learning_rate: Optional[float] = None
+  lengths: Tuple[int, int] = (0, 0)
+  steps: int = 0
+
+
+def _lengths(pair) -> str:
   return f"--gin.TASK_FEATURE_LENGTHS={{'inputs': {pair[0]}, 'targets': {pair[1]}}}"
 
 
-def _common(p: Preset, model_dir: str, steps: int, seed: int) -> List[str]:
-  return ["--gin_file=gin/models/t5_1_0/cpu.gin", *p.model_flags, f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={steps}", f"--gin.BATCH_SIZE={p.batch_size}", f"--gin.SEED={seed}",
-          f"--gin.EVAL_PERIOD={p.eval_period}", f"--gin.EVAL_STEPS={p.eval_steps}",
-          f"--gin.CHECKPOINT_PERIOD={steps}", f"--gin.LOG_PERIOD={max(1, p.eval_period // 2)}",
-          "--gin.KEEP_CHECKPOINTS=1"]
+def _pretrain_flags(p: Preset, task: str, sizes, model_dir: str, seed: int) -> List[str]:
+  lengths, steps = sizes[:2], sizes[2]
+  flags = [f"--gin_file={p.model_gin}", "--gin_file=gin/runs/pretrain.gin",
+           *(f"--gin_file={g}" for g in p.run_gin), *p.model_flags,
+           f"--gin.MODEL_DIR='{model_dir}'", f"--gin.MIXTURE_OR_TASK_NAME='{task}'",
+           _lengths(lengths), f"--gin.TRAIN_STEPS={steps}",
+           f"--gin.BATCH_SIZE={p.pretrain_batch}", f"--gin.SEED={seed}",
+           f"--gin.EVAL_PERIOD={p.pretrain_eval_period}", "--gin.EVAL_STEPS=4",
+           f"--gin.CHECKPOINT_PERIOD={steps}", "--gin.KEEP_CHECKPOINTS=1",
+           f"--gin.LOG_PERIOD={max(1, p.pretrain_eval_period // 2)}",
+           f"--gin.length_range.max_length={p.set_max_body}",
+           # LIME inputs and outputs within the input length, EOS included (lime.py).
+           f"--gin.lime_length_range.max_length={lengths[0] - 1}",
+           f"--gin.run_label.label='{task}'"]
+  return flags
 
 
-def pretrain_runs(p: Preset, out: str) -> List[Tuple[str, List[str]]]:
-  """(MODEL_DIR, train flags) of every pre-training run."""
-  tasks = list(p.pretrain_tasks) + (["natural_text"] if p.natural else [])
+def pretrain_runs(p: Preset, out: str) -> List[Run]:
+  """Every pre-training run: the statistics source with each of its seeds, the other tasks with
+  seed 0, natural text last."""
   runs = []
-  for task in tasks:
-    model_dir = os.path.join(out, "pretrain", task)
-    runs.append((model_dir, [*_common(p, model_dir, p.pretrain_steps, 0),
-                             "--gin_file=gin/runs/pretrain.gin", "--gin_file=gin/runs/cpu_demo.gin",
-                             f"--gin.MIXTURE_OR_TASK_NAME='{task}'", _lengths(p.pretrain_lengths)]))
+  tasks = list(p.pretrain.items()) + ([("natural_text", p.natural)] if p.natural else [])
+  for task, sizes in tasks:
+    for seed in (p.stats_seeds if task == p.stats_from else (0,)):
+      model_dir = os.path.join(out, "pretrain", task, f"seed_{seed}")
+      runs.append(Run(model_dir, "natural" if task == "natural_text" else task,
+                      _pretrain_flags(p, task, sizes, model_dir, seed), "pretrain", seed,
+                      lengths=tuple(sizes[:2]), steps=sizes[2]))
   return runs
 
 
-def finetune_runs(p: Preset, out: str) -> List[Tuple[str, str, List[str]]]:
-  """(MODEL_DIR, method label, train flags) of every finetuning run."""
-  inits = [("random", [])]
-  for task in p.pretrain_tasks:
-    inits.append((task, ["--gin_file=gin/experiments/init/checkpoint.gin",
-                         f"--gin.PRETRAINED_CHECKPOINT='{os.path.join(out, 'pretrain', task)}'"]))
+def _source(out: str, task: str, seeds: Sequence[int], k: int) -> str:
+  return os.path.join(out, "pretrain", task, f"seed_{seeds[k % len(seeds)]}")
+
+
+def finetune_runs(p: Preset, out: str, learning_rates: Optional[Dict[str, float]] = None):
+  """Every finetuning run. Seeds after the first use `learning_rates[label]` (the sweep's
+  choice; a placeholder rate of None until it is known), the first seed every rate."""
+  inits = [("random", lambda k: [])]
+  for task in p.pretrain:
+    seeds = p.stats_seeds if task == p.stats_from else (0,)
+    inits.append((task, lambda k, t=task, s=seeds: [
+        "--gin_file=gin/experiments/init/checkpoint.gin",
+        f"--gin.PRETRAINED_CHECKPOINT='{_source(out, t, s, k)}'"]))
   if p.natural:
-    inits.append(("natural", ["--gin_file=gin/experiments/init/checkpoint_load_all.gin",
-                              "--gin.PRETRAINED_CHECKPOINT="
-                              f"'{os.path.join(out, 'pretrain', 'natural_text')}'"]))
-  source = os.path.join(out, "pretrain", p.stats_from)
-  for label in p.stats_schemes:
-    scheme = STATS_SCHEMES[label]
-    inits.append((f"{label}({p.stats_from})", [f"--gin_file=gin/init/{scheme}.gin",
-                                              f"--gin.STATS_SOURCE='{source}'"]))
+    inits.append(("natural", lambda k: [
+        "--gin_file=gin/experiments/init/checkpoint_load_all.gin",
+        f"--gin.PRETRAINED_CHECKPOINT='{_source(out, 'natural_text', (0,), k)}'"]))
+  for name in p.stats_schemes:
+    inits.append((f"{name}({p.stats_from})", lambda k, n=name: [
+        f"--gin_file=gin/init/{STATS_SCHEMES[n]}.gin",
+        f"--gin.STATS_SOURCE='{_source(out, p.stats_from, p.stats_seeds, k)}'"]))
   runs = []
-  for seed in p.seeds:
-    for label, flags in inits:
-      model_dir = os.path.join(out, "finetune", label.replace("(", "_").replace(")", ""),
-                               f"seed_{seed}")
-      runs.append((model_dir, label, [
-          *_common(p, model_dir, p.finetune_steps, seed), "--gin_file=gin/runs/finetune.gin",
-          *flags, "--gin.MIXTURE_OR_TASK_NAME='squad_offline'", _lengths(p.finetune_lengths),
-          f"--gin.LEARNING_RATE={p.finetune_learning_rate}", "--gin.INFER_EVAL_SPLIT='test'",
-          "--gin.NUM_DECODES=1", f"--gin.EVALUATOR_NUM_EXAMPLES={p.infer_examples}"]))
+  for k, seed in enumerate(p.seeds):
+    for label, init_flags in inits:
+      only = p.learning_rates[0] if len(p.learning_rates) == 1 else None  # no sweep
+      rates = p.learning_rates if k == 0 else [(learning_rates or {}).get(label, only)]
+      for rate in rates:
+        name = label.replace("(", "_").replace(")", "")
+        model_dir = os.path.join(out, "finetune", name, f"lr_{rate:g}" if rate else "lr_best",
+                                 f"seed_{seed}")
+        flags = [f"--gin_file={p.model_gin}", "--gin_file=gin/runs/finetune.gin",
+                 *p.model_flags, *init_flags(k), f"--gin.MODEL_DIR='{model_dir}'",
+                 "--gin.MIXTURE_OR_TASK_NAME='squad_offline'", _lengths(p.finetune_lengths),
+                 f"--gin.TRAIN_STEPS={p.finetune_steps}", f"--gin.BATCH_SIZE={p.finetune_batch}",
+                 f"--gin.SEED={seed}", f"--gin.LEARNING_RATE={rate if rate else '<swept>'}",
+                 f"--gin.EVAL_PERIOD={p.eval_period}", f"--gin.EVAL_STEPS={p.eval_steps}",
+                 # A checkpoint at every eval, so the position split can be taken at the best
+                 # one; the driver prunes the others afterwards.
+                 f"--gin.CHECKPOINT_PERIOD={p.eval_period}", "--gin.KEEP_CHECKPOINTS=None",
+                 f"--gin.LOG_PERIOD={max(1, p.eval_period // 2)}",
+                 "--gin.INFER_EVAL_SPLIT='test'", "--gin.NUM_DECODES=1",
+                 f"--gin.MAX_DECODE_LENGTH={p.finetune_lengths[1]}",
+                 f"--gin.EVALUATOR_NUM_EXAMPLES={p.infer_examples}",
+                 f"--gin.run_label.label='{label}'"]
+        runs.append(Run(model_dir, label, flags, "finetune", seed, rate,
+                        tuple(p.finetune_lengths), p.finetune_steps))
   return runs
 
+
+def estimate_minutes(p: Preset) -> Optional[float]:
+  """Minutes the preset should take at its measured step times (None when it has none)."""
+  seconds = dict(p.step_seconds)
+  if not seconds:
+    return None
+  total = 0.0
+  for run in pretrain_runs(p, "/x"):
+    key = f"pretrain_{run.lengths[0]}x{run.lengths[1]}"
+    if key not in seconds:
+      return None
+    total += run.steps * seconds[key] + seconds["run"]
+  finetunes = finetune_runs(p, "/x")
+  evals_per_run = -(-p.finetune_steps // p.eval_period)
+  # Each reported finetuning run also reads one checkpoint again for its position split.
+  total += len(finetunes) * (p.finetune_steps * seconds["finetune"]
+                             + evals_per_run * seconds["eval"] + 2 * seconds["run"])
+  return total / 60
+
+
+def pretraining_tokens(p: Preset) -> Dict[str, int]:
+  """Target-plus-input token slots each pre-training run trains on (its compute)."""
+  sizes = dict(p.pretrain, **({"natural_text": p.natural} if p.natural else {}))
+  return {t: (i + o) * steps * p.pretrain_batch for t, (i, o, steps) in sizes.items()}
+
+
+# Pre-flight ---------------------------------------------------------------------------------------
+
+def truncation_share(flags: Sequence[str], num_examples: int = 200) -> Dict[str, float]:
+  """{feature: share of examples cut} for the first `num_examples` training examples of the
+  run `flags` describe, measured under the run's own gin configuration."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import data, train  # pylint: disable=import-outside-toplevel
+  shares = {}
+
+  def measure():
+    lengths = dict(gin.query_parameter("%TASK_FEATURE_LENGTHS"))
+    cfg = data.DatasetConfig(mixture_or_task_name=gin.query_parameter("%MIXTURE_OR_TASK_NAME"),
+                             task_feature_lengths=lengths, split="train", batch_size=1,
+                             shuffle=False, module="tasks")
+    counter = data.TruncationCounter(lengths)
+    ds = data.build_dataset(cfg, seed=0, shard_info=data.shard_info(), num_epochs=None,
+                            counter=counter)
+    for _ in ds.take(num_examples):
+      pass
+    totals = counter.totals()
+    shares.update({k: totals[f"{k}_examples_cut"] / max(totals["examples_seen"], 1)
+                   for k in lengths})
+
+  if train.main(list(flags), entry_point=measure) != 0:
+    raise SystemExit("error: the pre-flight check could not read a pre-training task "
+                     "(see the log above).")
+  return shares
+
+
+def preflight(runs: Sequence[Run], num_examples: int = 200) -> Dict[str, Dict[str, float]]:
+  """Measures every pre-training task once; refuses (SystemExit) when a task would lose most of
+  its examples to the feature lengths, warns loudly when it would lose any."""
+  report, seen = {}, set()
+  for run in runs:
+    if run.kind != "pretrain" or run.label in seen:
+      continue
+    seen.add(run.label)
+    shares = truncation_share(run.flags, num_examples)
+    report[run.label] = shares
+    worst = max(shares.values())
+    line = ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items())
+    if worst > REFUSE_SHARE:
+      raise SystemExit(f"error: pre-training on {run.label} at lengths {run.lengths} would cut "
+                       f"most examples ({line} of {num_examples} cut); raise its lengths in "
+                       "the preset.")
+    if worst > 0:
+      print(f"\n*** WARNING: pre-training on {run.label} at lengths {run.lengths} cuts examples "
+            f"({line} of {num_examples}); the model never sees them whole. ***\n", flush=True)
+    else:
+      print(f"pre-flight: {run.label} at lengths {run.lengths}: no example of {num_examples} "
+            "cut", flush=True)
+  return report
+
+
+# Running ------------------------------------------------------------------------------------------
 
 def _train(flags: Sequence[str]) -> None:
   from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
@@ -130,34 +315,96 @@ def _train(flags: Sequence[str]) -> None:
     raise SystemExit(f"error: a run failed: python -m synthetic_pretraining.train {' '.join(flags)}")
 
 
-def run(preset: str, out: str, seeds: Sequence[int] = ()) -> int:
-  """Runs the reproduction; returns the report's exit code."""
+def _best(model_dir: str) -> Tuple[int, float]:
+  from synthetic_pretraining.report import protocol  # pylint: disable=import-outside-toplevel
+  evals = protocol.validation_accuracies(protocol.read_records(model_dir))
+  best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
+  return int(best["step"]), float(best["accuracy"])
+
+
+def _position_split(run: Run) -> None:
+  """position_split.json at the run's best step; then only the best and last checkpoints stay."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import checkpoints, paths, position_split, train  # pylint: disable=import-outside-toplevel
+  step, _ = _best(run.model_dir)
+  if position_split.read(run.model_dir) is None:
+    result = {}
+
+    def diagnose():
+      result.update(position_split.diagnose(
+          checkpoint_path=checkpoints.step_dir(run.model_dir, step), task="squad_offline",
+          lengths=dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
+          batch_size=gin.query_parameter("%BATCH_SIZE")))
+
+    # The run's own configuration, less its statistics initialiser (not needed to read a step).
+    flags = [f for f in run.flags if not f.startswith("--gin.STATS_SOURCE")
+             and "gin/init/" not in f] + ["--gin.position_split.diagnose.model=%MODEL"]
+    if train.main(flags, entry_point=diagnose) != 0:
+      raise SystemExit(f"error: the position split of {run.model_dir} failed.")
+    position_split.write(run.model_dir, step, result)
+  keep = {step, max(checkpoints.checkpoint_steps(run.model_dir), default=step)}
+  for other in checkpoints.checkpoint_steps(run.model_dir):
+    if other not in keep:
+      paths.rmtree(checkpoints.step_dir(run.model_dir, other))
+
+
+def run(preset: str, out: str, dry_run: bool = False) -> int:
+  """Runs (or with dry_run prints) the reproduction; returns the report's exit code."""
   p = PRESETS[preset]
-  if seeds:
-    p = dataclasses.replace(p, seeds=tuple(seeds))
   os.chdir(ROOT)  # gin files and the shipped data are found from the repository root
+  pretrain = pretrain_runs(p, out)
+  command = "python -m synthetic_pretraining.train "
+  if dry_run:
+    minutes = estimate_minutes(p)
+    print(f"# preset {preset}: {len(pretrain)} pre-training runs, "
+          f"{len(finetune_runs(p, out))} finetuning runs"
+          + (f", about {minutes:.0f} minutes at the preset's step times" if minutes else ""))
+    for r in pretrain + finetune_runs(p, out):
+      print(command + " ".join(shlex.quote(f) for f in r.flags))
+    print("python -m synthetic_pretraining.report " + " ".join(
+        f"{out}/finetune/<init>/<chosen lr>/seed_{s}" for s in p.seeds[:1]) + " ... "
+          + " ".join(f"--pretrain={r.model_dir}" for r in pretrain)
+          + f" --output_dir={out}/report")
+    return 0
+  # Modules with gin configurables are imported before the first run parses (and locks) gin.
+  from synthetic_pretraining import position_split, report  # pylint: disable=import-outside-toplevel,unused-import
   start = time.time()
-  pretrain, finetune = pretrain_runs(p, out), finetune_runs(p, out)
-  total = len(pretrain) + len(finetune)
-  for i, (model_dir, flags) in enumerate(pretrain, 1):
-    print(f"[{i}/{total}] pre-train on {os.path.basename(model_dir)}  "
+  preflight(pretrain)
+  for i, r in enumerate(pretrain, 1):
+    print(f"[pre-train {i}/{len(pretrain)}] {r.label} seed {r.seed}  "
           f"({(time.time() - start) / 60:.1f} min)", flush=True)
-    _train(flags)
-  for i, (model_dir, label, flags) in enumerate(finetune, len(pretrain) + 1):
-    print(f"[{i}/{total}] finetune squad_offline from {label}, {model_dir.rsplit('/', 1)[-1]}  "
+    _train(r.flags)
+  first = finetune_runs(p, out)
+  chosen: Dict[str, Tuple[float, float]] = {}  # label -> (rate, best validation accuracy)
+  for r in first:
+    if r.seed != p.seeds[0]:
+      continue
+    print(f"[finetune] {r.label} lr {r.learning_rate:g} seed {r.seed}  "
           f"({(time.time() - start) / 60:.1f} min)", flush=True)
-    _train(flags)
-    with open(os.path.join(model_dir, "label.txt"), "w") as f:
-      f.write(label)
-  from synthetic_pretraining import report  # pylint: disable=import-outside-toplevel
-  run_dirs = [d for d, _, _ in finetune]
-  code = 0
-  # The paper's score (test EM at the step of best validation accuracy), then token F1 and the
-  # best validation token accuracy, which separate the methods earlier in short CPU runs.
-  for metric, name in (("em", "report"), ("f1", "report_f1"), ("eval:accuracy", "report_accuracy")):
-    print(f"\n== squad_offline, {metric} ==")
-    code = code or report.main(run_dirs + [f"--metric={metric}",
-                                           f"--output_dir={os.path.join(out, name)}"])
+    _train(r.flags)
+    accuracy = _best(r.model_dir)[1]
+    if r.label not in chosen or accuracy > chosen[r.label][1]:
+      chosen[r.label] = (r.learning_rate, accuracy)
+  rates = {label: rate for label, (rate, _) in chosen.items()}
+  final = [r for r in finetune_runs(p, out, rates) if r.learning_rate == rates[r.label]]
+  for r in final:
+    if r.seed != p.seeds[0]:
+      print(f"[finetune] {r.label} lr {r.learning_rate:g} seed {r.seed}  "
+            f"({(time.time() - start) / 60:.1f} min)", flush=True)
+      _train(r.flags)
+    _position_split(r)
+  from synthetic_pretraining import paths, report  # pylint: disable=import-outside-toplevel
+  paths.write_atomic(os.path.join(out, "learning_rates.json"),
+                     json.dumps({l: {"rate": r, "best_validation_accuracy": a}
+                                 for l, (r, a) in chosen.items()}, indent=1) + "\n")
+  code = report.main([r.model_dir for r in final] + [f"--pretrain={r.model_dir}" for r in pretrain]
+                     + [f"--output_dir={os.path.join(out, 'report')}"])
+  if len(p.learning_rates) > 1:
+    with open(os.path.join(out, "report", "report.md"), "a") as f:
+      f.write("\n## Learning rate per init\n\nChosen on seed "
+              f"{p.seeds[0]} by best validation token accuracy among "
+              f"{', '.join(f'{x:g}' for x in p.learning_rates)}: " + ", ".join(
+                  f"{l} {r:g}" for l, (r, _) in sorted(chosen.items())) + ".\n")
   print(f"Finished in {(time.time() - start) / 60:.1f} minutes.")
   return code
 
@@ -168,11 +415,10 @@ def main(argv=None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
   parser.add_argument("--output_dir", default=None, help="default runs/mini_table1_<preset>")
-  parser.add_argument("--seeds", default="", help="comma-separated seeds (override the preset)")
+  parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   out = os.path.abspath(args.output_dir or os.path.join(ROOT, "runs", f"mini_table1_{args.preset}"))
-  seeds = [int(s) for s in args.seeds.split(",") if s]
-  return run(args.preset, out, seeds)
+  return run(args.preset, out, args.dry_run)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# CPU-scale reproduction of the paper's Table 1 (launch/mini_table1.py --preset=full): pretrain on
-# identity, set, LIME and natural text, finetune on squad_offline from each, from random init and
-# from the Set model's statistics, three seeds, then the benefit table. Also runs on one GPU.
+# The full small-scale reproduction of the paper's Table 1 (launch/mini_table1.py --preset=full,
+# about 3 hours on a 2-core CPU): pre-train on Set (two seeds), LIME and natural text at lengths
+# that cut no example, finetune on squad_offline from random init, each pre-trained model and the
+# Set model's statistics (two seeds each), then the report in runs/mini_table1_full/report.
+# Extra flags pass through (--dry_run prints the commands and the estimated time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

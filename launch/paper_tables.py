@@ -55,7 +55,8 @@ def _parser():
 def _finetune(args, task, label, seed, *extra):
   model_dir = f"{args.bucket}/finetune/{task}/{label}/seed_{seed}"
   command = [*TRAIN, f"--gin_file=gin/experiments/finetune/{task}.gin", *extra,
-             f"--gin.MODEL_DIR='{model_dir}'", f"--gin.SEED={seed}"]
+             f"--gin.MODEL_DIR='{model_dir}'", f"--gin.SEED={seed}",
+             f"--gin.run_label.label='{label}'"]  # the method's name in the report (run.json)
   return model_dir, command
 
 
@@ -105,9 +106,8 @@ def main(argv=None) -> int:
   print(f"# Table {args.table}: {len(commands)} commands on every worker, "
         f"{len(run_dirs)} finetuning runs")
   tpu_vm.execute([tpu_vm.run_command(args, c) for c in commands], args.dry_run)
-  # Natural runs are labelled by their checkpoint directory's name.
   report = ["python3", "-m", "synthetic_pretraining.report", *run_dirs,
-            f"--output_dir={args.bucket}/report/table{args.table}", f"--natural={NATURAL_LOCAL}"]
+            f"--output_dir={args.bucket}/report/table{args.table}", "--metrics=default"]
   tpu_vm.execute([report], args.dry_run)
   return 0
 

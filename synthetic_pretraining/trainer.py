@@ -32,6 +32,7 @@ from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
 from synthetic_pretraining import prefetch
+from synthetic_pretraining import run_record
 from synthetic_pretraining import paths
 from synthetic_pretraining import train_loop
 
@@ -313,6 +314,11 @@ class _Run:
         lambda batch: data.to_global_batch(batch, partitioner))
     self.state = _initial_state(self.trainer, self.ckpts, model_dir, self.iterator, init_cfg)
     _write_config(model_dir)
+    if jax.process_index() == 0:
+      run_record.write(model_dir, train_dataset_cfg=train_cfg, seed=seed, total_steps=total_steps,
+                       initial_checkpoint_path=init_cfg.checkpoint_path,
+                       initial_checkpoint_load=init_cfg.checkpoint_load,
+                       param_initializer=init_cfg.param_initializer)
     model_info.write(model_dir, self.trainer.abstract_params, model.logical_axes())
     self.writer.write_text("config", gin.config_str())
     if self.state.step >= total_steps:

@@ -4,7 +4,7 @@
   README for origin and licence) with T5's SQuAD preprocessing and metrics, like
   `squad_v010_allanswers`: `question: <q> context: <c>` -> the first answer; EM and F1 over all
   answers.
-* `natural_text`: the New York Times passages of data/natural_text, trained with T5 span
+* `natural_text`: the New York Times, Reddit and Amazon passages of data/natural_text, trained with T5 span
   corruption (noise density 0.15, mean span 3): natural pre-training at CPU scale, sharing no
   passage with squad_offline. Its last VALIDATION_PASSAGES passages are the validation split.
 """

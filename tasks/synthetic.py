@@ -27,7 +27,8 @@ def register(vocabulary: seqio.Vocabulary) -> None:
 
   for mode in lime.MODES:
     add(mode, SyntheticSource(mode, lime.builder(mode), length_range=(0, lime.MAX_LENGTH),
-                              vocabulary=vocabulary))
+                              vocabulary=vocabulary,
+                              config=lime.length_range))  # bounds: gin lime_length_range
   if "lime" in seqio.MixtureRegistry.names():
     seqio.MixtureRegistry.remove("lime")  # a mixture holds the task objects it was built from
   seqio.MixtureRegistry.add("lime", list(lime.MODES), default_rate=1)

@@ -1,4 +1,6 @@
 """Cloud TPU VM launchers: dry runs print the expected commands for one host and a pod."""
+import dataclasses
+import json
 import os
 import shlex
 import subprocess
@@ -69,15 +71,93 @@ def test_paper_table_dry_runs():
   assert "12 finetuning runs" in text and "PRE_ATTN_LN_VALUE=-0.4" in text
 
 
+def test_mini_table1_gpu_preset_dry_run():
+  commands, text = _dry_run("mini_table1.py", "--preset=gpu", "--output_dir=/out")
+  head = text.splitlines()[0]
+  assert "3 pre-training runs, 8 finetuning runs" in head
+  minutes = float(head.split("about ")[1].split(" minutes")[0])
+  assert minutes <= 10
+  pretrain = [c for c in commands if "--gin_file=gin/runs/pretrain.gin" in c]
+  finetune = [c for c in commands if "--gin_file=gin/runs/finetune.gin" in c]
+  assert all("--gin_file=gin/models/t5_1_0/small.gin" in c for c in pretrain + finetune)
+  assert all("--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 512}" in c for c in pretrain)
+  assert all("--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 128}" in c for c in finetune)
+  # Two Set pre-training seeds; the k-th finetuning seed of a Set init uses Set seed k mod 2.
+  assert sum("--gin.MODEL_DIR='/out/pretrain/set/seed_1'" in c for c in pretrain) == 1
+  stats = [c for c in finetune if "--gin_file=gin/init/per_param_grouping___init_mean_std.gin" in c]
+  assert [[a for a in c if a.startswith("--gin.STATS_SOURCE")] for c in stats] == [
+      ["--gin.STATS_SOURCE='/out/pretrain/set/seed_0'"],
+      ["--gin.STATS_SOURCE='/out/pretrain/set/seed_1'"]]
+  assert all("--gin.LEARNING_RATE=0.001" in c for c in finetune)
+  assert commands[-1][:3] == ["python", "-m", "synthetic_pretraining.report"]
+
+
+def test_mini_table1_presets_fit_their_budgets_and_natural_gets_the_most_compute():
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  budgets = {"full": 180, "demo": 15, "gpu": 10}
+  for name, minutes in budgets.items():
+    preset = mini_table1.PRESETS[name]
+    assert mini_table1.estimate_minutes(preset) <= minutes, name
+    tokens = mini_table1.pretraining_tokens(preset)
+    if preset.natural:
+      assert tokens["natural_text"] == max(tokens.values()), name
+    assert len(preset.stats_seeds) >= 2 or name == "demo"
+    # Finetuning inputs keep the answer (squad_offline at 256 loses it in 5-9% of questions).
+    assert preset.finetune_lengths[0] >= 512
+
+
+def test_full_preset_pretraining_lengths_cut_no_set_or_lime_example():
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  runs = {r.label: r for r in mini_table1.pretrain_runs(mini_table1.PRESETS["full"], "/tmp/x")}
+  for task in ("set", "lime"):
+    shares = mini_table1.truncation_share(runs[task].flags, num_examples=64)
+    assert shares == {"inputs": 0.0, "targets": 0.0}, task
+
+
+def test_preflight_refuses_a_task_that_would_be_cut_in_most_examples():
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  preset = dataclasses.replace(mini_table1.PRESETS["toy"], pretrain={"set": (16, 16, 4)},
+                               set_max_body=40)
+  with pytest.raises(SystemExit, match="would cut most examples"):
+    mini_table1.preflight(mini_table1.pretrain_runs(preset, "/tmp/x"), num_examples=32)
+
+
+def test_swept_rates_reach_the_later_seeds():
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  preset = dataclasses.replace(mini_table1.PRESETS["toy"], seeds=(1, 2), stats_seeds=(0, 1))
+  runs = mini_table1.finetune_runs(preset, "/o", {"random": 3e-3, "set": 1e-2,
+                                                  "stats_mean_std(set)": 3e-3})
+  first = [r for r in runs if r.seed == 1]
+  assert sorted({r.learning_rate for r in first}) == [3e-3, 1e-2] and len(first) == 6
+  later = {r.label: r for r in runs if r.seed == 2}
+  assert later["random"].learning_rate == 3e-3 and "--gin.LEARNING_RATE=0.003" in later["random"].flags
+  assert "--gin.PRETRAINED_CHECKPOINT='/o/pretrain/set/seed_1'" in later["set"].flags
+
+
 def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
   import mini_table1  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import report  # pylint: disable=import-outside-toplevel
   out = tmp_path / "mini"
-  assert mini_table1.main(["--preset=toy", f"--output_dir={out}", "--seeds=1"]) == 0
+  assert mini_table1.main(["--preset=toy", f"--output_dir={out}"]) == 0
   text = (out / "report" / "report.md").read_text()
-  for label in ("random", "set", "natural", "stats_mean_std(set)", "stats_scale(set)"):
-    assert f"| {label} |" in text
-  assert (out / "finetune" / "stats_scale_set" / "seed_1" / "label.txt").read_text() == \
-      "stats_scale(set)"
-  # The statistics runs drew their initialisation from the Set model's checkpoint.
-  config = (out / "finetune" / "stats_scale_set" / "seed_1" / "config.gin").read_text()
-  assert "per_param_grouping___init_scale" in config and str(out / "pretrain" / "set") in config
+  for label in ("random", "set", "stats_mean_std(set)"):
+    assert f"| {label} | " in text
+  assert "What the validation token accuracy is made of" in text and "## Pre-training" in text
+  assert "## Learning rate per init" in text
+  chosen = json.loads((out / "learning_rates.json").read_text())
+  rate = chosen["stats_mean_std(set)"]["rate"]
+  record = json.loads((out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
+                       "run.json").read_text())
+  assert record["init"] == {"kind": "statistics", "scheme": "per_param_grouping___init_mean_std",
+                            "source": str(out / "pretrain" / "set" / "seed_0")}
+  assert record["label"] == "stats_mean_std(set)" and record["lengths"] == {"inputs": 64,
+                                                                            "targets": 8}
+  assert (out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
+          "position_split.json").exists()
+  # The report reads run records only: it still works with every config.gin gone.
+  runs = [str(out / "finetune" / label.replace("(", "_").replace(")", "") /
+               f"lr_{c['rate']:g}" / "seed_1") for label, c in chosen.items()]
+  for config in out.glob("**/config.gin"):
+    config.unlink()
+  assert report.main(runs + ["--metrics=eval:accuracy", f"--output_dir={tmp_path / 'again'}"]) == 0
+  assert "| set | " in (tmp_path / "again" / "report.md").read_text()

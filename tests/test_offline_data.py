@@ -61,10 +61,13 @@ def test_natural_text_is_span_corrupted_and_shares_no_passage_with_squad():
   ex = next(ds.as_numpy_iterator())
   assert vocabularies.sentinel_id(vocab, 0) in ex["inputs"] and ex["targets"][0] == \
       vocabularies.sentinel_id(vocab, 0)
-  with open(os.path.join(offline.DATA, "natural_text", "nyt.txt")) as f:
-    passages = {" ".join(line.split()) for line in f}
-  squad = {" ".join(p["context"].split()) for s in ("validation", "test") for p in _paragraphs(s)}
-  assert len(passages) > 1_900 and not passages & squad
+  passages = set()
+  for name in ("nyt.txt", "reddit.txt", "amazon.txt"):
+    with open(os.path.join(offline.DATA, "natural_text", name)) as f:
+      passages |= {" ".join(line.split()) for line in f}
+  squad = {" ".join(p["context"].split()) for s in ("train", "validation", "test")
+           for p in _paragraphs(s)}
+  assert len(passages) > 6_000 and not passages & squad
   assert np.all(ex["inputs"] < vocab.vocab_size)
 
 

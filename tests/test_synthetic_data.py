@@ -158,6 +158,25 @@ def test_a_task_that_cannot_fit_the_range_says_so():
     _source("sort").draw("train", 0)
 
 
+@pytest.mark.parametrize("mode", lime.MODES)
+def test_lime_respects_its_gin_length_range(mode):
+  """`lime_length_range` bounds inputs and outputs; by default inputs run past 127 tokens."""
+  source = _source(mode)
+  default = [source.example("train", i, 1) for i in range(60)]
+  assert max(len(e["inputs"]) for e in default) > 127  # so the bound below has work to do
+  gin.bind_parameter("lime_length_range.min_length", 90)
+  gin.bind_parameter("lime_length_range.max_length", 127)
+  gin.bind_parameter("split_sizes.validation", 10)
+  bounded = [source.example("train", i, 1) for i in range(60)] + source.validation_examples()
+  for example in bounded:
+    assert len(example["inputs"]) <= 127 and len(example["targets"]) <= 127
+    assert len(example["inputs"]) >= 90 - 4  # commas counted: at most 4 between 5 variables
+  gin.bind_parameter("lime_length_range.min_length", 0)
+  gin.bind_parameter("lime_length_range.max_length", 60)  # below the 51-53 token header + a body
+  with pytest.raises(RuntimeError, match="lime_length_range"):
+    source.example("train", 0, 1)
+
+
 def _lime_parts(mode, example, ids):
   """(variables, lower, math, pattern, result, substitution) of a LIME example."""
   inputs, targets = example["inputs"], example["targets"]

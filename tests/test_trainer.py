@@ -8,6 +8,7 @@ import pytest
 import toy_tasks
 
 from synthetic_pretraining import checkpoints
+from synthetic_pretraining import run_record
 from synthetic_pretraining import eval as eval_binary  # pylint: disable=unused-import
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import train
@@ -51,6 +52,9 @@ def test_loss_falls_and_run_directory_is_complete(trained_dir):
   assert os.listdir(os.path.join(trained_dir, "training_eval", toy_tasks.TOY_TASK))
   config = open(os.path.join(trained_dir, "config.gin")).read()
   assert "TRAIN_STEPS = 150" in config and "emb_dim = 64" in config
+  record = run_record.read(trained_dir)  # the run as data, beside config.gin
+  assert (record.task, record.train_steps, record.batch_size) == (toy_tasks.TOY_TASK, 150, 16)
+  assert record.init == {"kind": "random"} and record.method() == "random"
 
 
 def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path):

@@ -12,11 +12,15 @@ variable replaced. With header = <UPPER> vars <LOWER> lower <MATH> math <sep>:
 
 where a substitution is serialised `X : [ s1 .. sn ]` per variable. Examples are redrawn until
 input and output have at most 220 tokens, counting the commas the authors' text format had between
-variables (then removed). The seven special symbols are the seven lowest sentinels (T5:
+variables (then removed); gin's `lime_length_range` bounds them (min and max, the paper: 0..220),
+so a run can pick feature lengths that never cut a LIME example. The fixed header alone is 51-53
+tokens and nothing much shorter than 75 tokens can be drawn. The seven special symbols are the seven lowest sentinels (T5:
 32000..32006 for ':', '<sep>', '<UPPER>', '[', '<LOWER>', '<MATH>', ']'); no task prefix is added.
 Variables are listed in Python's set order, as in the authors' generator.
 """
-from typing import Dict, List
+from typing import Dict, List, Tuple
+
+import gin
 
 from synthetic_pretraining.synthetic.common import TaskRandom, TokenSpace
 
@@ -24,6 +28,21 @@ MODES = ("induct", "deduct", "abduct")
 MAX_LENGTH = 220
 SPECIALS = (":", "<sep>", "<UPPER>", "[", "<LOWER>", "<MATH>", "]")
 MAX_ATTEMPTS = 1000
+
+
+@gin.configurable("lime_length_range")
+def length_range(min_length: int = 0, max_length: int = MAX_LENGTH) -> Tuple[int, int]:
+  """Bounds on LIME lengths (read when a dataset is built): inputs in [min, max], outputs <= max.
+
+  Gin: `lime_length_range.max_length = 127` keeps every input and output within 127 tokens (plus
+  EOS: 128). Outputs (11-60 tokens) have no lower bound. Lengths count the authors' commas, as their 220 limit did, so they are upper bounds
+  on the token counts. (A name of its own: the simple tasks' `length_range` bounds bodies, a
+  different quantity.)
+  """
+  if not 0 <= min_length <= max_length:
+    raise ValueError(f"lime_length_range needs 0 <= min_length <= max_length, got {min_length}, "
+                     f"{max_length}.")
+  return min_length, max_length
 
 
 def special_ids(space: TokenSpace) -> Dict[str, int]:
@@ -59,22 +78,29 @@ def _draw(rng: TaskRandom, mode: str, ids: Dict[str, int]):
   return header + pattern + [ids["<sep>"]] + result, serialised, 0, commas
 
 
-def make_example(rng: TaskRandom, mode: str, ids: Dict[str, int],
-                 max_length: int = MAX_LENGTH) -> Dict[str, List[int]]:
-  """A LIME example of `mode` whose input and output fit in `max_length` tokens."""
+def make_example(rng: TaskRandom, mode: str, ids: Dict[str, int], max_length: int = MAX_LENGTH,
+                 min_length: int = 0) -> Dict[str, List[int]]:
+  """A LIME example of `mode`: input length in [min_length, max_length], output <= max_length."""
   if mode not in MODES:
     raise ValueError(f"LIME mode must be one of {MODES}, got {mode!r}")
   for _ in range(MAX_ATTEMPTS):
     inputs, targets, in_commas, out_commas = _draw(rng, mode, ids)
-    if len(inputs) + in_commas <= max_length and len(targets) + out_commas <= max_length:
+    if (min_length <= len(inputs) + in_commas <= max_length
+        and len(targets) + out_commas <= max_length):
       return {"inputs": inputs, "targets": targets}
-  raise RuntimeError(f"LIME {mode}: nothing within {max_length} tokens in {MAX_ATTEMPTS} draws.")
+  raise RuntimeError(f"LIME {mode}: nothing within {min_length}..{max_length} tokens in "
+                     f"{MAX_ATTEMPTS} draws (lime_length_range; LIME inputs are 75-220 tokens).")
 
 
-def builder(mode: str, max_length: int = MAX_LENGTH):
-  """A SyntheticSource `build` function for one LIME mode."""
+def builder(mode: str, max_length=None):
+  """A SyntheticSource `build` function for one LIME mode.
+
+  The length bounds are `lime_length_range()` when the dataset is built (register the source
+  with `config=length_range` so a change of binding rebuilds it), or a fixed `max_length`.
+  """
 
   def build(space: TokenSpace):
     ids = special_ids(space)
-    return lambda rng: make_example(rng, mode, ids, max_length)
+    low, high = (0, max_length) if max_length is not None else length_range()
+    return lambda rng: make_example(rng, mode, ids, high, low)
   return build

@@ -1,0 +1,6 @@
+"""`python -m synthetic_pretraining.report`: see the package docstring."""
+import sys
+
+from synthetic_pretraining.report import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""The report's tables and plot: Markdown, CSV and PNG of protocol's comparisons."""
+import csv
+import io
+from typing import Dict, List, Sequence
+
+from synthetic_pretraining import paths
+from synthetic_pretraining import position_split
+from synthetic_pretraining.report import protocol
+
+
+def _order(labels, random: str, natural: str) -> List[str]:
+  return sorted(labels, key=lambda l: (l != random, l != natural, l.startswith("stats"), l))
+
+
+def _pm(mean: float, std: float) -> str:
+  return f"{mean:.2f} ± {std:.2f}"
+
+
+def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
+                        natural: str) -> str:
+  """One table per task: mean ± std (n), difference from random, benefit or why there is none."""
+  out = []
+  for c in comparisons:
+    out.append(f"**{c.task}, {c.metric}**\n")
+    out.append(f"| method | {c.metric} (mean ± std, n) | − {random} (± s.e.) | benefit | "
+               "share of source's benefit |")
+    out.append("| --- | --- | --- | --- | --- |")
+    for label in _order(c.rows, random, natural):
+      r = c.rows[label]
+      diff = "" if r.diff is None or label == random else f"{r.diff:+.2f} ± {r.diff_se:.2f}"
+      benefit = "" if r.benefit is None else f"{100 * r.benefit:.0f}%"
+      share = ("" if r.share_of_source is None
+               else f"{100 * r.share_of_source:.0f}% of {r.source}")
+      out.append(f"| {label} | {_pm(r.mean, r.std)} (n={r.n}) | {diff} | {benefit} | {share} |")
+    if c.gap is None:
+      out.append(f"\nNo benefit ratio: a run labelled '{random}' or '{natural}' is missing.")
+    elif not c.benefit_defined:
+      out.append(f"\nNo benefit ratio: {natural} − {random} = {c.gap:.2f} does not exceed "
+                 f"{protocol.SPREAD_FACTOR:g} × the larger seed spread of the two baselines "
+                 f"({c.gap_noise:.2f}); compare the differences in points instead.")
+    else:
+      out.append(f"\nBenefit = (method − {random}) / ({natural} − {random}); {natural} − "
+                 f"{random} = {c.gap:.2f} exceeds {protocol.SPREAD_FACTOR:g} × the seed spread "
+                 f"({c.gap_noise:.2f}).")
+    out.append("")
+  return "\n".join(out)
+
+
+def position_markdown(splits: Dict[str, dict], random: str, natural: str) -> str:
+  """Teacher-forced validation accuracy split by target position (position_split)."""
+  if not splits:
+    return ""
+  cats = position_split.CATEGORIES
+  head = "| method | " + " | ".join(f"{c}: share / acc." for c in cats) + " | all: acc. | n |"
+  lines = [head, "|" + " --- |" * (len(cats) + 3)]
+  for label in _order(splits, random, natural):
+    s = splits[label]
+    cells = [f"{s[c]['share']:.1f} / {s[c]['accuracy']:.1f}" for c in cats]
+    lines.append(f"| {label} | " + " | ".join(cells) + f" | {s['all']['accuracy']:.1f} | "
+                 f"{s['n']} |")
+  return ("\n".join(lines) + "\n\nShare: % of validation target tokens; acc.: % predicted "
+          "correctly (teacher-forced, at the step of best validation accuracy). first_token: the "
+          "answer's first token; copyable: a later token that follows the previous gold token "
+          "somewhere in the input (a copy rule gets it); other: the rest; eos: the closing EOS.\n")
+
+
+def pretraining_markdown(runs: Sequence[protocol.Pretraining]) -> str:
+  """Final validation token accuracy of each pre-training run, flagged when still rising."""
+  if not runs:
+    return ""
+  lines = ["| pre-training | seed | steps | final val. token acc. (%) | gain over last quarter "
+           "(points) | plateaued |", "| --- | --- | --- | --- | --- | --- |"]
+  for p in runs:
+    acc = "" if p.final_accuracy is None else f"{p.final_accuracy:.1f}"
+    gain = "" if p.late_gain is None else f"{p.late_gain:+.1f}"
+    flag = {None: "unknown", True: "yes", False: "**no: still rising**"}[p.plateaued]
+    lines.append(f"| {p.label} | {p.seed} | {p.steps} | {acc} | {gain} | {flag} |")
+  return "\n".join(lines) + (f"\n\nPlateaued: gained at most {protocol.PLATEAU_POINTS:g} point "
+                             "of validation token accuracy over the last quarter of its steps.\n")
+
+
+def write_csv(runs: Sequence[protocol.Run], comparisons: Sequence[protocol.Comparison],
+              path: str) -> None:
+  """One row per run and metric, then one per (task, metric, method) summary."""
+  buffer = io.StringIO()
+  writer = csv.writer(buffer)
+  writer.writerow(["kind", "task", "method", "seed", "run", "best_step", "split", "metric",
+                   "value", "std", "n", "diff", "diff_se", "benefit", "share_of_source"])
+  for run in runs:
+    for name, value in sorted(run.metrics.items()):
+      split = "validation" if name.startswith("eval:") else run.infer_split
+      writer.writerow(["run", run.task, run.label, run.seed, run.path, run.best_step, split,
+                       name, value, "", "", "", "", "", ""])
+  blank = lambda v: "" if v is None else v
+  for c in comparisons:
+    for label, r in sorted(c.rows.items()):
+      writer.writerow(["summary", c.task, label, "", "", "", "", c.metric, r.mean, r.std, r.n,
+                       blank(r.diff), blank(r.diff_se), blank(r.benefit),
+                       blank(r.share_of_source)])
+  paths.write_atomic(path, buffer.getvalue())
+
+
+def plot(comparisons: Sequence[protocol.Comparison], path: str, random: str,
+         natural: str) -> None:
+  """Bars of mean ± std per method, one panel per (task, metric)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, len(comparisons), figsize=(max(5, 4.5 * len(comparisons)), 4),
+                           squeeze=False)
+  for ax, c in zip(axes[0], comparisons):
+    labels = _order(c.rows, random, natural)
+    colors = ["#999999" if l == random else "#1f77b4" if l == natural else "#ff7f0e"
+              for l in labels]
+    ax.bar(range(len(labels)), [c.rows[l].mean for l in labels],
+           yerr=[c.rows[l].std for l in labels], color=colors, capsize=3)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax.set_title(f"{c.task}: {c.metric}")
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=120)
+  plt.close(fig)
+  paths.write_atomic(path, buffer.getvalue())

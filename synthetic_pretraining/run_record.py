@@ -1,0 +1,140 @@
+"""`run.json`: what a training run was, as data, beside its `config.gin`.
+
+The report and the launchers read this record instead of parsing gin text: the task, the seed,
+the lengths and steps, and how the parameters were initialised (random, a checkpoint and its load
+mode, or a statistics-only / custom-value initialiser with its scheme and source). The trainer
+writes it once a run has its initial state (`trainer.train`, next to config.gin).
+
+    {"version": 1, "task": "squad_offline", "seed": 1, "train_steps": 300, "batch_size": 32,
+     "lengths": {"inputs": 512, "targets": 32}, "label": null,
+     "init": {"kind": "checkpoint", "path": "/runs/pretrain/set", "load": "all_but_embedding"}}
+
+`init.kind` is one of 'random', 'checkpoint', 'statistics' (with `scheme` and `source`) and
+'custom' (with `constants` and `stds`). `label` is an optional name for the method the run
+stands for (gin: `run_label.label = 'set'`), which reports prefer over a derived name.
+"""
+import dataclasses
+import json
+from typing import Any, Dict, Mapping, Optional
+
+import gin
+
+from synthetic_pretraining import paths
+
+FILENAME = "run.json"
+VERSION = 1
+
+
+@gin.configurable
+def run_label(label: Optional[str] = None) -> Optional[str]:
+  """The method name a run stands for in reports (gin: `run_label.label = 'set'`)."""
+  return label
+
+
+@dataclasses.dataclass
+class RunRecord:
+  """One run, as `run.json` holds it (see the module docstring)."""
+  task: str
+  seed: int
+  train_steps: int
+  batch_size: int
+  lengths: Dict[str, int]
+  init: Dict[str, Any]
+  label: Optional[str] = None
+  version: int = VERSION
+
+  def method(self, source_task=None) -> str:
+    """The method's name: `label`, else one derived from `init`.
+
+    Args:
+      source_task: optional `fn(path) -> task or None` naming the pre-training task of a
+        checkpoint (the report passes one that reads the source's own run.json).
+    """
+    if self.label:
+      return self.label
+    kind = self.init.get("kind")
+    name = lambda path: (source_task(path) if source_task else None) or str(path)
+    if kind == "checkpoint":
+      return name(self.init["path"])
+    if kind == "statistics":
+      return f"stats:{self.init.get('scheme')}({name(self.init.get('source'))})"
+    if kind == "custom":
+      items = [f"{k}={v:g}" for k, v in sorted(self.init.get("constants", {}).items())]
+      items += [f"{k}~N(0,{v:g})" for k, v in sorted(self.init.get("stds", {}).items())]
+      return "custom:" + ",".join(items)
+    return "random"
+
+
+def describe_init(initial_checkpoint_path: Optional[str], initial_checkpoint_load: str,
+                  param_initializer) -> Dict[str, Any]:
+  """The `init` entry of a run from the trainer's arguments.
+
+  A statistics initialiser (`stats_init.StatisticsInitializer`) or a custom-value one is read by
+  its attributes (scheme, checkpoint / stats_file; constants, stds); a starting checkpoint they
+  are applied on top of is kept under `base`.
+  """
+  base = ({"kind": "checkpoint", "path": paths.as_str(initial_checkpoint_path),
+           "load": initial_checkpoint_load} if initial_checkpoint_path else {"kind": "random"})
+  if param_initializer is None:
+    return base
+  if getattr(param_initializer, "scheme", None):
+    source = param_initializer.checkpoint or param_initializer.stats_file
+    init = {"kind": "statistics", "scheme": param_initializer.scheme,
+            "source": paths.as_str(source) if source else None}
+  elif hasattr(param_initializer, "constants"):
+    init = {"kind": "custom", "constants": dict(param_initializer.constants),
+            "stds": dict(getattr(param_initializer, "stds", {}))}
+  else:
+    init = {"kind": "custom", "initializer": type(param_initializer).__name__}
+  if base["kind"] != "random":
+    init["base"] = base
+  return init
+
+
+def write(model_dir: str, *, train_dataset_cfg, seed: int, total_steps: int,
+          initial_checkpoint_path: Optional[str] = None, initial_checkpoint_load: str = "all",
+          param_initializer=None) -> RunRecord:
+  """Writes MODEL_DIR/run.json for a run of `trainer.train` (its own arguments) and returns it."""
+  record = RunRecord(
+      task=str(train_dataset_cfg.mixture_or_task_name), seed=int(seed),
+      train_steps=int(total_steps), batch_size=int(train_dataset_cfg.batch_size),
+      lengths={k: int(v) for k, v in dict(train_dataset_cfg.task_feature_lengths).items()},
+      init=describe_init(initial_checkpoint_path, initial_checkpoint_load, param_initializer),
+      label=run_label())
+  paths.write_atomic(paths.join(model_dir, FILENAME),
+                     json.dumps(dataclasses.asdict(record), indent=1, sort_keys=True) + "\n")
+  return record
+
+
+def from_dict(values: Mapping[str, Any], where: str = FILENAME) -> RunRecord:
+  """A RunRecord from parsed JSON; a one-line error names the file and the missing fields."""
+  names = {f.name for f in dataclasses.fields(RunRecord)}
+  required = {f.name for f in dataclasses.fields(RunRecord)
+              if f.default is dataclasses.MISSING}
+  missing = sorted(required - set(values))
+  if missing:
+    raise ValueError(f"{where}: not a run record (missing {', '.join(missing)}).")
+  return RunRecord(**{k: v for k, v in values.items() if k in names})
+
+
+def read(model_dir: str) -> Optional[RunRecord]:
+  """MODEL_DIR/run.json, or None when the run wrote none (a run older than run records)."""
+  path = paths.join(model_dir, FILENAME)
+  if not paths.exists(path):
+    return None
+  try:
+    values = json.loads(paths.read_text(path))
+  except ValueError as e:
+    raise ValueError(f"{path}: not JSON ({e}).") from e
+  return from_dict(values, path)
+
+
+def source_task(path: str) -> Optional[str]:
+  """The task a checkpoint was trained on, from its run's run.json (a MODEL_DIR, one of its
+  `checkpoint_<step>` directories, or a stats.json beside one); None when there is none."""
+  candidate = paths.as_path(path)
+  for directory in (candidate, candidate.parent):
+    record = read(str(directory)) if paths.isdir(directory) else None
+    if record is not None:
+      return record.task
+  return None
