@@ -152,6 +152,11 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   from synthetic_pretraining import checkpoints, optimizers, trainer  # pylint: disable=import-outside-toplevel
   partitioner = partitioner or partitioning.PjitPartitioner()
   tr = trainer.Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  from synthetic_pretraining import preflight  # pylint: disable=import-outside-toplevel
+  data.check_feature_lengths(inference_cfg.task_feature_lengths)
+  preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],
+                      initial_checkpoint=checkpoint_path, abstract_params=tr.abstract_params,
+                      checkpoint_flag="CHECKPOINT_PATH")
   params = tr.params_from_checkpoint(checkpoint_path)
   step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
               else checkpoints.latest_checkpoint_step_dir(checkpoint_path))

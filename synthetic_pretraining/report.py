@@ -34,6 +34,8 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from synthetic_pretraining import cli
+
 PRIMARY_METRIC = {"cnndm_10k": "rouge1"}  # every other task of the paper reports em first
 DEFAULT_METRIC = "em"
 
@@ -487,4 +489,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))  # --verbose: the traceback of a refused run

@@ -24,6 +24,7 @@ from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import preflight
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
 EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
@@ -232,6 +233,10 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   partitioner = partitioner or partitioning.PjitPartitioner()
   model_dir = os.path.abspath(model_dir) if "://" not in model_dir else model_dir
   trainer = Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  resuming = bool(checkpoints.checkpoint_steps(model_dir))
+  preflight.check_run(partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg),
+                      output_dirs=[(model_dir, "MODEL_DIR")], abstract_params=trainer.abstract_params,
+                      initial_checkpoint=None if resuming else initial_checkpoint_path)
   ckpts = checkpoints.TrainingCheckpoints(model_dir, keep=keep_checkpoints,
                                           async_save=async_checkpoints)
   writer = metrics_writer.MetricsWriter(model_dir)
@@ -356,6 +361,9 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   """Teacher-forced metrics of one checkpoint on a split, written to `output_dir` (eval.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
   trainer = Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  preflight.check_run(partitioner=partitioner, datasets=(dataset_cfg,),
+                      output_dirs=[(output_dir, "EVAL_OUTPUT_DIR")], initial_checkpoint=checkpoint_path,
+                      abstract_params=trainer.abstract_params, checkpoint_flag="CHECKPOINT_PATH")
   params = trainer.params_from_checkpoint(checkpoint_path)
   step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
               else checkpoints.latest_checkpoint_step_dir(checkpoint_path))
