@@ -9,7 +9,11 @@ every process is started with
 jax itself reads only the coordinator address from the environment, so the count and the index are
 read and checked here. `JAX_HEARTBEAT_TIMEOUT_SECONDS` (ours; jax's default 100) is how long the
 others wait for a process that stopped answering before they exit: a process that dies takes the
-run down within that time instead of leaving its peers blocked in a collective.
+run down within that time instead of leaving its peers blocked in a collective. The survivors are
+ended by the runtime itself (a C++ fatal error: "Terminating process because the JAX distributed
+service detected fatal errors ... another task died", then a native stack trace): the client's
+`missed_heartbeat_callback` that could replace it with one line cannot be called from Python in
+this jaxlib (it aborts with std::bad_cast), so that message is the runtime's, not ours.
 """
 import logging
 import os

@@ -155,6 +155,31 @@ def _progress(total_steps: int, start: int):
   return tqdm(total=total_steps, initial=start, unit="step", dynamic_ncols=True)
 
 
+def _batches_in_step(iterator, element_spec, local_batch: int, max_batches: Optional[int]):
+  """Local batches, full size, the same number on every process.
+
+  Each process reads its own shard, and shards of a split rarely have equal sizes; a process that
+  ran out would leave the others blocked in the step's collectives. So every step the processes
+  agree whether any still has data, and one that has none feeds an all-zero batch: zero loss
+  weights, so it adds nothing to any metric.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  several = jax.process_count() > 1
+  count = 0
+  while max_batches is None or count < max_batches:
+    batch = next(iterator, None)
+    if several:
+      if not multihost_utils.process_allgather(np.int32(batch is not None)).any():
+        return
+      if batch is None:
+        batch = {k: np.zeros((0,) + tuple(spec.shape[1:]), spec.dtype.as_numpy_dtype)
+                 for k, spec in element_spec.items()}
+    elif batch is None:
+      return
+    yield data.pad_batch(batch, local_batch)
+    count += 1
+
+
 def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
              max_batches: Optional[int]) -> Dict[str, float]:
   """Teacher-forced metrics over the eval split (or its first `max_batches` batches)."""
@@ -163,10 +188,9 @@ def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
                           counter=counter, drop_remainder=False)
   local_batch = cfg.batch_size // jax.process_count()
   total = None
-  for i, batch in enumerate(data.CheckpointableIterator(ds)):
-    if max_batches is not None and i >= max_batches:
-      break
-    batch = data.to_global_batch(data.pad_batch(batch, local_batch), trainer.partitioner)
+  for batch in _batches_in_step(data.CheckpointableIterator(ds), ds.element_spec, local_batch,
+                                max_batches):
+    batch = data.to_global_batch(batch, trainer.partitioner)
     total = _add(total, trainer.eval_sums(params, batch))
   if total is None:
     raise ValueError(f"The {cfg.split!r} split of {cfg.mixture_or_task_name!r} is empty.")
