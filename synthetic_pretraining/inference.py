@@ -8,7 +8,6 @@ postprocessor, so the metric sees the same detokenisation on both sides.
 import dataclasses
 import json
 import logging
-import os
 from typing import Dict, List, Optional
 
 import gin
@@ -17,10 +16,12 @@ import numpy as np
 import seqio
 from jax.experimental import multihost_utils
 
+from synthetic_pretraining import checkpoint_resolver
 from synthetic_pretraining import data
 from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
 
 NUM_SAVED_PREDICTIONS = 3
 
@@ -135,13 +136,16 @@ def write_results(writer: metrics_writer.MetricsWriter, output_dir: str, step: i
     writer.write(step, "infer", metrics, split=cfg.split, task=task_name)
     if jax.process_index() != 0:
       continue
-    directory = os.path.join(output_dir, "inference_eval")
-    os.makedirs(directory, exist_ok=True)
     kept = rows if all_predictions else rows[:NUM_SAVED_PREDICTIONS]
-    with open(os.path.join(directory, f"{task_name}-predictions.jsonl"), "a") as f:
-      for row in kept:
-        f.write(json.dumps({"step": step, **row}) + "\n")
+    _append_lines(paths.join(output_dir, "inference_eval", f"{task_name}-predictions.jsonl"),
+                  [json.dumps({"step": step, **row}) for row in kept])
     logging.info("inference eval of %s/%s at step %d: %s", task_name, cfg.split, step, metrics)
+
+
+def _append_lines(path: str, lines: List[str]) -> None:
+  """Appends lines to a text file. Object stores cannot append, so the file is rewritten whole."""
+  old = paths.read_text(path) if paths.exists(path) else ""
+  paths.write_atomic(path, old + "".join(line + "\n" for line in lines))
 
 
 @gin.configurable
@@ -149,18 +153,14 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
           inference_cfg: InferenceConfig = gin.REQUIRED, output_dir: str = gin.REQUIRED,
           partitioner: Optional[partitioning.PjitPartitioner] = None, seed: int = 42):
   """Decodes a task split with a checkpoint; writes every prediction and the metrics (infer.gin)."""
-  from synthetic_pretraining import checkpoints, optimizers, trainer  # pylint: disable=import-outside-toplevel
   partitioner = partitioner or partitioning.PjitPartitioner()
-  tr = trainer.Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
   from synthetic_pretraining import preflight  # pylint: disable=import-outside-toplevel
   data.check_feature_lengths(inference_cfg.task_feature_lengths)
   preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],
-                      initial_checkpoint=checkpoint_path, abstract_params=tr.abstract_params,
+                      initial_checkpoint=checkpoint_path, abstract_params=abstract,
                       checkpoint_flag="CHECKPOINT_PATH")
-  params = tr.params_from_checkpoint(checkpoint_path)
-  step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
-              else checkpoints.latest_checkpoint_step_dir(checkpoint_path))
-  step = int(checkpoints.read_meta(step_dir).get("step", 0))
+  params, step = checkpoint_resolver.read_params(checkpoint_path, abstract)
   results = evaluate(model, params, partitioner, inference_cfg)
   writer = metrics_writer.MetricsWriter(output_dir)
   write_results(writer, output_dir, step, inference_cfg, results, all_predictions=True)

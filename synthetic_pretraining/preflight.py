@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Iterable, Optional
 
+from synthetic_pretraining import checkpoint_resolver
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import cli
 from synthetic_pretraining import data
@@ -49,23 +50,23 @@ def check_writable(path: paths.PathLike, flag: str) -> None:
 
 
 def check_initial_checkpoint(path: Optional[str], abstract_params, flag: str) -> None:
-  """`path` exists and, when it is one of our checkpoints, fits the model's architecture."""
+  """`path` holds a checkpoint (ours or t5x's) whose parameters fit the model (metadata only)."""
   if not path:
     return
-  if not paths.exists(path):
-    raise FileNotFoundError(f"{flag}={path!r} does not exist.")
-  step_dir = path if checkpoints.is_checkpoint_dir(path) else (
-      checkpoints.latest_checkpoint_step_dir(path))
-  if step_dir is not None:
-    # orbax warns about a missing _CHECKPOINT_METADATA of params-only checkpoints; the check
-    # reads only the array metadata, so that note would be the only other line of a refusal.
-    absl_logger = logging.getLogger("absl")
-    absl_logger.addFilter(_drop_missing_metadata_note)
-    try:
-      checkpoints.check_compatible(step_dir, abstract_params)
-    finally:
-      absl_logger.removeFilter(_drop_missing_metadata_note)
-  # Otherwise (a t5x checkpoint) the reader checks the architecture before reading any array.
+  try:
+    found = checkpoint_resolver.resolve(path)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{flag}: {e}") from None
+  # orbax warns about a missing _CHECKPOINT_METADATA of params-only checkpoints; the check
+  # reads only the array metadata, so that note would be the only other line of a refusal.
+  absl_logger = logging.getLogger("absl")
+  absl_logger.addFilter(_drop_missing_metadata_note)
+  try:
+    source = found.source
+    checkpoints.check_architecture(source.metadata(), checkpoints.flat_abstract(abstract_params),
+                                   source.description)
+  finally:
+    absl_logger.removeFilter(_drop_missing_metadata_note)
 
 
 def _drop_missing_metadata_note(record: logging.LogRecord) -> bool:

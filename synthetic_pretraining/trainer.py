@@ -6,7 +6,6 @@ resumed from its checkpoint continues exactly as an uninterrupted one.
 """
 import dataclasses
 import logging
-import os
 import sys
 import time
 from typing import Callable, Dict, Optional
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from synthetic_pretraining import checkpoint_resolver
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import data
 from synthetic_pretraining import inference
@@ -24,6 +24,7 @@ from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
 from synthetic_pretraining import preflight
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
@@ -38,7 +39,10 @@ class TrainState:
 
 
 class Trainer:
-  """Holds the model, mesh, optimizer and compiled steps for one run."""
+  """Holds the model, mesh, optimizer and compiled steps for one run.
+
+  `optimizer=None` gives an evaluation-only trainer (no optimizer state, no train step).
+  """
 
   def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
                optimizer, seed: int):
@@ -50,17 +54,17 @@ class Trainer:
     init_key, self.dropout_key = jax.random.split(jax.random.key(seed))
     self._init_key = init_key
     self.param_shardings = partitioner.param_shardings(model.logical_axes())
-    self.abstract_params = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        jax.eval_shape(model.init_params, init_key), self.param_shardings)
+    self.abstract_params = partitioning.abstract_params(model, partitioner, init_key)
+    self._train_step = None
+    self._eval_step = None
+    if optimizer is None:
+      return
     opt_shapes = jax.eval_shape(optimizer.init, self.abstract_params)
     self.opt_shardings = partitioning.optimizer_state_shardings(
         opt_shapes, self.abstract_params, self.param_shardings, partitioner.replicated())
     self.abstract_opt_state = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), opt_shapes,
         self.opt_shardings)
-    self._train_step = None
-    self._eval_step = None
 
   # ---------------------------------------------------------------- initial state
   def random_params(self):
@@ -74,24 +78,17 @@ class Trainer:
     """Parameters of `path`; with load='all_but_embedding' the embedding stays random."""
     if load not in ("all", "all_but_embedding"):
       raise ValueError(f"INITIAL_CHECKPOINT_LOAD must be 'all' or 'all_but_embedding', got {load!r}.")
-    t5x = _t5x_params(path, self.abstract_params, load)
-    if t5x is not None:
-      return t5x if load == "all" else self._with_fresh_embeddings(t5x)
-    step_dir = path if checkpoints.is_checkpoint_dir(path) else checkpoints.latest_checkpoint_step_dir(path)
-    if step_dir is None:
-      raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path!r} holds no checkpoint (expected a "
-                              "checkpoint_<step> directory or a directory containing them).")
-    if load == "all":
-      return checkpoints.restore_params(step_dir, self.abstract_params)
-    restored = checkpoints.restore_params(step_dir, self.abstract_params,
-                                          only=lambda name: name not in EMBEDDING_PARAMS)
-    return self._with_fresh_embeddings(restored)
+    skip = EMBEDDING_PARAMS if load == "all_but_embedding" else ()
+    params, _ = checkpoint_resolver.read_params(path, self.abstract_params, skip=skip)
+    return self._with_fresh_embeddings(params) if skip else params
 
   def _with_fresh_embeddings(self, params):
     """`params` with every parameter it lacks (None) taken from the random initialisation."""
+    flat = traverse_util.flatten_dict(params, sep="/")
+    if all(v is not None for v in flat.values()):
+      return params
     fresh = traverse_util.flatten_dict(self.random_params(), sep="/")
-    merged = {k: (fresh[k] if v is None else v)
-              for k, v in traverse_util.flatten_dict(params, sep="/").items()}
+    merged = {k: (fresh[k] if v is None else v) for k, v in flat.items()}
     return traverse_util.unflatten_dict(merged, sep="/")
 
   # ---------------------------------------------------------------- compiled steps
@@ -198,31 +195,6 @@ def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
   return models.summarize_metrics(jax.device_get(total))
 
 
-def _iterator_prefix(model_dir: str, step: int) -> str:
-  return os.path.join(model_dir, "data_iterators", f"step_{step}", f"process_{jax.process_index()}")
-
-
-def _t5x_params(path: str, abstract_params, load: str):
-  """The parameters of a t5x checkpoint at `path` (None if it is not one), read sharded.
-
-  With load='all_but_embedding' the embeddings are None (filled in randomly by the caller).
-  """
-  try:
-    from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
-    from synthetic_pretraining.stats_init import transform  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return None
-  if not sources.is_t5x_checkpoint(path):
-    return None
-  source = sources.open_source(path)
-  target = transform.abstract_of(abstract_params)
-  transform.check_architecture(source.metadata(), target, source.description)
-  wanted = {p: t for p, t in target.items() if load == "all" or p not in EMBEDDING_PARAMS}
-  arrays = source.read(wanted)
-  logging.info("Initial parameters from the t5x checkpoint %s (step %d).", path, source.step)
-  return traverse_util.unflatten_dict({p: arrays.get(p) for p in target}, sep="/")
-
-
 @gin.configurable
 def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
           train_dataset_cfg: data.DatasetConfig = gin.REQUIRED,
@@ -255,7 +227,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
     log_period: steps between log lines / metric records.
   """
   partitioner = partitioner or partitioning.PjitPartitioner()
-  model_dir = os.path.abspath(model_dir) if "://" not in model_dir else model_dir
+  model_dir = paths.as_str(model_dir)
   trainer = Trainer(model, partitioner, optimizers.create_optimizer(), seed)
   resuming = bool(checkpoints.checkpoint_steps(model_dir))
   preflight.check_run(partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg),
@@ -279,9 +251,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                  model_dir, state.step, total_steps)
 
   def save():
-    ckpts.save(state.step, state.params, state.opt_state, meta)
-    iterator.save(_iterator_prefix(model_dir, state.step))
-    checkpoints.prune_data_iterators(model_dir, ckpts.all_steps() + [state.step])
+    ckpts.save(state.step, state.params, state.opt_state, meta, iterator=iterator)
 
   tokens_per_step = train_dataset_cfg.batch_size * sum(train_dataset_cfg.task_feature_lengths.values())
   bar = _progress(total_steps, state.step)
@@ -344,15 +314,8 @@ def _initial_state(trainer: Trainer, ckpts, model_dir, iterator, initial_checkpo
   latest = ckpts.latest_step()
   if latest is not None:
     logging.info("Resuming from %s", checkpoints.step_dir(model_dir, latest))
-    params, opt_state = ckpts.restore(latest, trainer.abstract_params, trainer.abstract_opt_state)
-    prefix = _iterator_prefix(model_dir, latest)
-    if os.path.exists(prefix + ".index"):
-      iterator.restore(prefix)
-    else:
-      logging.warning("No saved data position for step %d; skipping %d batches instead.", latest,
-                      latest)
-      for _ in range(latest):
-        next(iterator)
+    params, opt_state = ckpts.restore(latest, trainer.abstract_params, trainer.abstract_opt_state,
+                                      iterator=iterator)
     return TrainState(latest, params, opt_state)
   if initial_checkpoint_path:
     logging.info("Initial parameters from %s (%s)", initial_checkpoint_path, initial_checkpoint_load)
@@ -366,9 +329,7 @@ def _initial_state(trainer: Trainer, ckpts, model_dir, iterator, initial_checkpo
 
 def _write_config(model_dir: str) -> None:
   if jax.process_index() == 0:
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "config.gin"), "w") as f:
-      f.write(gin.config_str())
+    paths.write_atomic(paths.join(model_dir, "config.gin"), gin.config_str())
 
 
 def num_params(params) -> int:
@@ -384,14 +345,11 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                         eval_steps: Optional[int] = None, seed: int = 42) -> Dict[str, float]:
   """Teacher-forced metrics of one checkpoint on a split, written to `output_dir` (eval.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
-  trainer = Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  trainer = Trainer(model, partitioner, optimizer=None, seed=seed)
   preflight.check_run(partitioner=partitioner, datasets=(dataset_cfg,),
                       output_dirs=[(output_dir, "EVAL_OUTPUT_DIR")], initial_checkpoint=checkpoint_path,
                       abstract_params=trainer.abstract_params, checkpoint_flag="CHECKPOINT_PATH")
-  params = trainer.params_from_checkpoint(checkpoint_path)
-  step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
-              else checkpoints.latest_checkpoint_step_dir(checkpoint_path))
-  step = int(checkpoints.read_meta(step_dir).get("step", 0))
+  params, step = checkpoint_resolver.read_params(checkpoint_path, trainer.abstract_params)
   metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps)
   writer = metrics_writer.MetricsWriter(output_dir)
   writer.write(step, "eval", metrics, split=dataset_cfg.split, task=dataset_cfg.mixture_or_task_name)

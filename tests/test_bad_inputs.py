@@ -77,7 +77,7 @@ CASES = [
      "Did you mean TRAIN_STEPS"),
     ("initial_checkpoint_missing", "train",
      lambda t, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{t}/nothing_here'"),
-     "INITIAL_CHECKPOINT_PATH="),
+     "INITIAL_CHECKPOINT_PATH: No checkpoint at"),
     ("initial_checkpoint_wrong_architecture", "train",
      lambda t, out: _train_args(
          out, f"--gin.INITIAL_CHECKPOINT_PATH='{_wrong_architecture_checkpoint(t)}'"),

@@ -43,7 +43,10 @@ def test_loss_falls_and_run_directory_is_complete(trained_dir):
   assert [r["step"] for r in evals] == [50, 100, 150]
   assert evals[-1]["accuracy"] > evals[0]["accuracy"]
   assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
-  assert sorted(os.listdir(os.path.join(trained_dir, "data_iterators"))) == ["step_100", "step_150"]
+  assert not os.path.exists(os.path.join(trained_dir, "data_iterators"))
+  for step in (100, 150):  # the data position is an item of each checkpoint, pruned with it
+    item = os.path.join(checkpoints.step_dir(trained_dir, step), checkpoints.ITERATOR_ITEM)
+    assert os.path.exists(os.path.join(item, "process_0.index"))
   assert os.listdir(os.path.join(trained_dir, "train"))
   assert os.listdir(os.path.join(trained_dir, "training_eval", toy_tasks.TOY_TASK))
   config = open(os.path.join(trained_dir, "config.gin")).read()

@@ -15,7 +15,6 @@ by default OUTPUT_DIR/stats.json. `--list_schemes` prints the valid schemes.
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 
 import gin
@@ -27,6 +26,7 @@ from synthetic_pretraining import checkpoints
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
@@ -87,7 +87,7 @@ def run(args, gin_files, bindings) -> str:
     raise StatsInitError(f"--scheme is required; one of: {', '.join(procedures.scheme_names())}.")
   if not args.output_dir:
     raise StatsInitError("--output_dir is required.")
-  if os.path.exists(os.path.join(args.output_dir, "params")):
+  if paths.exists(paths.join(args.output_dir, "params")):
     raise FileExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
   if not gin_files:
     raise StatsInitError("Give the model with --gin_file (e.g. gin/models/t5_1_0/small.gin).")
@@ -125,13 +125,13 @@ def run(args, gin_files, bindings) -> str:
   meta = {"model": dataclasses.asdict(model.config), "seed": args.seed,
           "stats_init": {"scheme": plan.scheme, "source": plan.source, "groups": summary.groups}}
   checkpoints.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
-  stats_out = args.stats_out or os.path.join(args.output_dir, "stats.json")
+  stats_out = paths.as_str(args.stats_out or paths.join(args.output_dir, "stats.json"))
   artifact.write(plan, stats_out)
   if jax.process_index() == 0:
     print(f"{plan.scheme}: {summary.groups} groups, {summary.drawn_arrays} arrays "
           f"({summary.drawn_values:,} values) drawn from the statistics of {plan.source}; "
-          f"{summary.kept_arrays} kept random.\nWrote {os.path.abspath(args.output_dir)} "
-          f"and {os.path.abspath(stats_out)}.")
+          f"{summary.kept_arrays} kept random.\nWrote {paths.as_str(args.output_dir)} "
+          f"and {stats_out}.")
   return stats_out
 
 
