@@ -207,7 +207,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
           seed: int = 42, initial_checkpoint_path: Optional[str] = None,
           initial_checkpoint_load: str = "all",
           param_initializer: Optional[Callable] = None,
-          log_period: int = 100, async_checkpoints: bool = True) -> Dict[str, float]:
+          log_period: int = 100, async_checkpoints: bool = True,
+          restore_fallback: bool = True) -> Dict[str, float]:
   """Trains `model` and returns the last train and eval metrics.
 
   Args (gin, t5x macros in brackets):
@@ -225,6 +226,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
     param_initializer: optional `fn(random_params, *, partitioner, seed) -> params` building the
       initial parameters (statistics-only initialisation, custom values).
     log_period: steps between log lines / metric records.
+    restore_fallback: a damaged latest checkpoint is skipped for the newest intact one
+      (RESTORE_FALLBACK); False stops with a one-line error instead.
   """
   partitioner = partitioner or partitioning.PjitPartitioner()
   model_dir = paths.as_str(model_dir)
@@ -244,7 +247,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   iterator = data.CheckpointableIterator(train_ds)
 
   state = _initial_state(trainer, ckpts, model_dir, iterator, initial_checkpoint_path,
-                         initial_checkpoint_load, param_initializer)
+                         initial_checkpoint_load, param_initializer, restore_fallback)
   _write_config(model_dir)
   if state.step >= total_steps:
     logging.info("MODEL_DIR %s is already at step %d >= TRAIN_STEPS=%d; nothing to do.",
@@ -309,9 +312,10 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
 
 
 def _initial_state(trainer: Trainer, ckpts, model_dir, iterator, initial_checkpoint_path,
-                   initial_checkpoint_load, param_initializer) -> TrainState:
+                   initial_checkpoint_load, param_initializer,
+                   restore_fallback: bool = True) -> TrainState:
   """Resumes from MODEL_DIR's latest checkpoint, else builds the initial parameters."""
-  latest = ckpts.latest_step()
+  latest = ckpts.latest_intact_step(fallback=restore_fallback)
   if latest is not None:
     logging.info("Resuming from %s", checkpoints.step_dir(model_dir, latest))
     params, opt_state = ckpts.restore(latest, trainer.abstract_params, trainer.abstract_opt_state,

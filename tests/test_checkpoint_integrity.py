@@ -1,5 +1,6 @@
 """Damaged checkpoints: real files deleted or truncated in every item; one line, then fallback."""
 import glob
+import json
 import logging
 import os
 import shutil
@@ -8,9 +9,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
+import toy_tasks
 
 from synthetic_pretraining import checkpoint_integrity
+from synthetic_pretraining import checkpoints
 from synthetic_pretraining import cli
+from synthetic_pretraining import train
 
 
 def _write_checkpoint(step_dir: str, step: int) -> None:
@@ -108,3 +112,40 @@ def test_never_a_silent_restart_when_every_checkpoint_is_damaged(model_dir):
     checkpoint_integrity.newest_intact_step(
         [1, 2], lambda step: str(model_dir / f"checkpoint_{step}"))
   assert checkpoint_integrity.newest_intact_step([], str) is None  # a fresh run starts at 0
+
+
+def _train_args(model_dir, steps, *extra):
+  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=16", "--gin.CHECKPOINT_PERIOD=2",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}", "--gin.EVAL_PERIOD=1000",
+          "--gin.EVAL_STEPS=1", "--gin.LOG_PERIOD=1", "--gin.network.T5Config.emb_dim=16",
+          "--gin.network.T5Config.mlp_dim=32", "--gin.network.T5Config.num_heads=2",
+          "--gin.network.T5Config.head_dim=8", *extra]
+
+
+def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  assert train.main(_train_args(model_dir, 4)) == 0
+  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4]
+  _truncate(_largest_file(model_dir / "checkpoint_4" / "opt_state"))
+  capsys.readouterr()
+
+  # Without fallback: one line naming the damaged item, and nothing is touched.
+  assert train.main(_train_args(model_dir, 6, "--gin.RESTORE_FALLBACK=False")) == 1
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and f"{model_dir}/checkpoint_4/opt_state cannot be read" in errors[0]
+  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4]
+
+  # With fallback (the default): step 2, whole, then on; the damaged step is kept aside.
+  assert train.main(_train_args(model_dir, 6)) == 0
+  assert "Skipping a damaged checkpoint" in capsys.readouterr().err
+  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4, 6]
+  assert (model_dir / "checkpoint_4.damaged").is_dir()
+  with open(model_dir / "metrics.jsonl") as f:
+    records = [r for r in map(json.loads, f) if r["kind"] == "train"]
+  first_run, resumed = records[:4], records[4:]
+  assert [r["step"] for r in resumed] == [3, 4, 5, 6]
+  # Parameters, optimizer state and data position all from step 2: steps 3 and 4 repeat exactly.
+  assert [r["loss"] for r in resumed[:2]] == [r["loss"] for r in first_run[2:]]
