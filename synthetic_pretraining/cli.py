@@ -77,3 +77,6 @@ def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[
     logging.getLogger().handlers.clear()  # no second copy of the message through logging
     print(f"error: {one_line(e)}", file=sys.stderr)
     return EXIT_USER_ERROR
+  finally:
+    from synthetic_pretraining import run_lock  # pylint: disable=import-outside-toplevel
+    run_lock.release_all()  # a MODEL_DIR is free again once its binary is done

@@ -131,11 +131,18 @@ class RunLock:
       if self._create_exclusive():
         self._start_heartbeat()
         atexit.register(self.release)
+        _held.append(self)
         return self
       record = self.read()
       if record is None:
         continue  # released between our attempt and the read
       if record.get("token") == self.token:
+        continue
+      earlier = [l for l in _held if l.token == record.get("token")]
+      if earlier:
+        # An earlier run in this very process that was not released (trainer.train called
+        # directly, not through a binary): it has ended, since this process is here.
+        earlier[0].release()
         continue
       reason = self.stale_reason(record)
       if reason is None:
@@ -152,6 +159,8 @@ class RunLock:
 
   def release(self) -> None:
     """Stops the heartbeat and removes the lock if it is still ours."""
+    if self in _held:
+      _held.remove(self)
     self._stop.set()
     if self._thread is not None:
       self._thread.join(timeout=5)
@@ -188,6 +197,15 @@ class RunLock:
         paths.write_atomic(self.path, json.dumps(self._record))
       except OSError as e:  # a transient storage error: try again at the next beat
         logging.warning("Could not renew the lock %s: %s", self.path, e)
+
+
+_held = []  # locks this process holds, released by `release_all` when a binary's main returns
+
+
+def release_all() -> None:
+  """Releases every lock this process still holds (the end of a binary, also after an error)."""
+  for lock in list(_held):
+    lock.release()
 
 
 def _mtime(path: str) -> float:

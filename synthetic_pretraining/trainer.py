@@ -26,6 +26,7 @@ from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
 from synthetic_pretraining import paths
 from synthetic_pretraining import preflight
+from synthetic_pretraining import run_lock
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
 EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
@@ -236,6 +237,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   preflight.check_run(partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg),
                       output_dirs=[(model_dir, "MODEL_DIR")], abstract_params=trainer.abstract_params,
                       initial_checkpoint=None if resuming else initial_checkpoint_path)
+  run_lock.acquire(model_dir)  # one writer per MODEL_DIR (process 0); freed when the binary ends
   ckpts = checkpoints.TrainingCheckpoints(model_dir, keep=keep_checkpoints,
                                           async_save=async_checkpoints)
   writer = metrics_writer.MetricsWriter(model_dir)

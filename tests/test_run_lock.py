@@ -109,3 +109,33 @@ def test_heartbeat_renews_the_lease(tmp_path):
     assert later > first and not lock.lost
   finally:
     lock.release()
+
+
+def test_train_refuses_a_model_dir_in_use_in_one_line(tmp_path, capsys):
+  import toy_tasks  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  model_dir = tmp_path / "run"
+  holder = _start_holder(model_dir)
+  try:
+    args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+            f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+            "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+            "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=16",
+            "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+            "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
+            "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
+    assert train.main(args) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"process {holder.pid} on host" in lines[0], lines
+    assert os.listdir(model_dir) == [run_lock.LOCK_NAME]  # the other run wrote nothing
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_an_unreleased_lock_of_this_process_is_taken_by_its_next_run(tmp_path):
+  first = run_lock.RunLock(tmp_path / "run").acquire()  # never released (a direct trainer call)
+  second = run_lock.RunLock(tmp_path / "run").acquire()
+  assert json.loads((tmp_path / "run" / run_lock.LOCK_NAME).read_text())["token"] == second.token
+  run_lock.release_all()
+  assert not (tmp_path / "run" / run_lock.LOCK_NAME).exists() and first.token != second.token
