@@ -12,10 +12,12 @@ from synthetic_pretraining import checkpoints
 from synthetic_pretraining import cli
 from synthetic_pretraining import data
 from synthetic_pretraining import export_data
+from synthetic_pretraining import inference
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import report
 from synthetic_pretraining import synthetic
 from synthetic_pretraining import train
+from synthetic_pretraining import trainer
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.stats_init import __main__ as stats_init_main
 
@@ -30,6 +32,15 @@ def _train_args(model_dir, *extra, lengths="{'inputs': 12, 'targets': 12}", batc
           f"--gin.MIXTURE_OR_TASK_NAME='{task}'", "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'",
           f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=2", f"--gin.BATCH_SIZE={batch}",
           f"--gin.TASK_FEATURE_LENGTHS={lengths}", "--gin.EVAL_STEPS=1",
+          "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
+          "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8", *extra]
+
+
+def _run_args(binary, *extra, lengths="{'inputs': 12, 'targets': 12}"):
+  """eval.gin / infer.gin with the toy task."""
+  return ["--gin_file=gin/models/t5_1_0/cpu.gin", f"--gin_file=gin/runs/{binary}.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.TASK_FEATURE_LENGTHS={lengths}",
           "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
           "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8", *extra]
 
@@ -86,6 +97,16 @@ CASES = [
      lambda t, out: _train_args(os.path.join(_a_file(t), "run")), "is a file"),
     ("empty_task_file", "train",
      lambda t, out: _train_args(out, task=_file_task(t, b"")), "empty"),
+    ("eval_checkpoint_missing", "eval",
+     lambda t, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'",
+                              f"--gin.EVAL_OUTPUT_DIR='{out}'"), "CHECKPOINT_PATH: No checkpoint"),
+    ("eval_batch_not_divisible", "eval",
+     lambda t, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{t}'", "--gin.BATCH_SIZE=12",
+                              f"--gin.EVAL_OUTPUT_DIR='{out}'"), "BATCH_SIZE=12"),
+    ("infer_lengths_not_a_dict", "infer",
+     lambda t, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{t}'", "--gin.SPLIT='validation'",
+                              f"--gin.INFER_OUTPUT_DIR='{out}'", lengths="12"),
+     "TASK_FEATURE_LENGTHS must be a dict"),
     ("export_num_examples_zero", "export_data",
      lambda t, out: ["--task=set", "--num_examples=0", f"--output={out}/set.txt"],
      "--num_examples"),
@@ -99,7 +120,9 @@ CASES = [
                      f"--output_dir={out}", "--gin_file=gin/models/t5_1_0/tiny.gin"],
      "no_checkpoint"),
 ]
-MAINS = {"train": train.main, "export_data": lambda a: cli.run(export_data.main, a),
+MAINS = {"train": train.main,
+         "eval": lambda a: train.main(a, entry_point=trainer.evaluate_checkpoint),
+         "infer": lambda a: train.main(a, entry_point=inference.infer), "export_data": lambda a: cli.run(export_data.main, a),
          "inspect_checkpoint": lambda a: cli.run(inspect_checkpoint.main, a),
          "report": lambda a: cli.run(report.main, a),
          "stats_init": lambda a: cli.run(stats_init_main.main, a)}
