@@ -229,6 +229,7 @@ class TrainingCheckpoints:
   model_dir: str
   keep: Optional[int] = None
   async_save: bool = True
+  restore_fallback: bool = True  # see latest_intact_step
 
   def __post_init__(self):
     self.model_dir = paths.as_str(self.model_dir)
@@ -243,7 +244,7 @@ class TrainingCheckpoints:
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
 
-  def latest_intact_step(self, fallback: bool = True) -> Optional[int]:
+  def latest_intact_step(self, fallback: Optional[bool] = None) -> Optional[int]:
     """The newest step whose checkpoint reads completely (every item), None if there is none.
 
     A newer damaged checkpoint is named in one line; with `fallback` (RESTORE_FALLBACK) it is
@@ -253,7 +254,8 @@ class TrainingCheckpoints:
     """
     steps = self.all_steps()
     intact = checkpoint_integrity.newest_intact_step(
-        steps, lambda s: step_dir(self.model_dir, s), fallback=fallback)
+        steps, lambda s: step_dir(self.model_dir, s),
+        fallback=self.restore_fallback if fallback is None else fallback)
     damaged = [s for s in steps if intact is not None and s > intact]
     if damaged:
       _sync("checkpoint_integrity_verified")

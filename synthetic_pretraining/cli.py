@@ -37,7 +37,8 @@ def user_errors() -> tuple:
   for module, name in (("synthetic_pretraining.stats_init.errors", "StatsInitError"),
                        ("synthetic_pretraining.report", "ReportError"),
                        ("synthetic_pretraining.checkpoints", "CheckpointDamagedError"),
-                       ("synthetic_pretraining.distributed", "DistributedError")):
+                       ("synthetic_pretraining.distributed", "DistributedError"),
+                       ("synthetic_pretraining.trainer", "NonFiniteLossError")):
     try:
       classes.append(getattr(__import__(module, fromlist=[name]), name))
     except (ImportError, AttributeError):

@@ -23,7 +23,6 @@ from synthetic_pretraining import models
 from synthetic_pretraining import partitioning
 from synthetic_pretraining import paths
 
-NUM_SAVED_PREDICTIONS = 3
 
 
 @gin.configurable
@@ -74,25 +73,38 @@ def _until_eos(ids, eos_id: int) -> List[int]:
   return ids[: ids.index(eos_id)] if eos_id in ids else [i for i in ids if i != 0]
 
 
-def decode_examples(model: models.EncoderDecoderModel, params, partitioner: partitioning.PjitPartitioner,
-                    examples: List[dict], cfg: InferenceConfig, vocabulary) -> List[List[int]]:
-  """Predicted token ids (without EOS) for each example."""
-  max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
-  batch_sharding = partitioner.batch_sharding(2)
-  predict = jax.jit(lambda p, tokens: model.predict_batch(
-      p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
-      num_decodes=cfg.num_decodes, alpha=cfg.alpha, eos_id=vocabulary.eos_id),
-                    in_shardings=(jax.tree.map(lambda x: x.sharding, params), batch_sharding))
-  per_process = cfg.batch_size // jax.process_count()
-  predictions = []
-  for start in range(0, len(examples), cfg.batch_size):
-    chunk = examples[start: start + cfg.batch_size]
-    mine = chunk[jax.process_index() * per_process: (jax.process_index() + 1) * per_process]
-    local = _encoder_batch(mine, cfg.task_feature_lengths["inputs"], per_process)
-    tokens = jax.make_array_from_process_local_data(batch_sharding, local)
-    out = multihost_utils.process_allgather(predict(params, tokens), tiled=True)
-    predictions += [_until_eos(row, vocabulary.eos_id) for row in np.asarray(out)[: len(chunk)]]
-  return predictions
+class Decoder:
+  """Decodes batches of examples with one compiled function, reused for every call.
+
+  The jitted predict function is built once per (model, mesh, decoding settings); its params
+  sharding comes from the abstract parameters, so later evaluations with new parameter values
+  of the same layout reuse the compilation.
+  """
+
+  def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
+               cfg: InferenceConfig, param_shardings, eos_id: int):
+    self.cfg, self.partitioner, self.eos_id = cfg, partitioner, eos_id
+    max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
+    self.batch_sharding = partitioner.batch_sharding(2)
+    self.predict = jax.jit(
+        lambda p, tokens: model.predict_batch(
+            p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
+            num_decodes=cfg.num_decodes, alpha=cfg.alpha, eos_id=eos_id),
+        in_shardings=(param_shardings, self.batch_sharding))
+
+  def __call__(self, params, examples: List[dict]) -> List[List[int]]:
+    """Predicted token ids (without EOS) for each example."""
+    cfg = self.cfg
+    per_process = cfg.batch_size // jax.process_count()
+    predictions = []
+    for start in range(0, len(examples), cfg.batch_size):
+      chunk = examples[start: start + cfg.batch_size]
+      mine = chunk[jax.process_index() * per_process: (jax.process_index() + 1) * per_process]
+      local = _encoder_batch(mine, cfg.task_feature_lengths["inputs"], per_process)
+      tokens = jax.make_array_from_process_local_data(self.batch_sharding, local)
+      out = multihost_utils.process_allgather(self.predict(params, tokens), tiled=True)
+      predictions += [_until_eos(row, self.eos_id) for row in np.asarray(out)[: len(chunk)]]
+    return predictions
 
 
 def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[int]]):
@@ -115,30 +127,49 @@ def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[in
   return metrics, rows
 
 
+class InferenceEvaluator:
+  """Inference eval of one task or mixture: examples read once, decoding compiled once per task."""
+
+  def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
+               cfg: InferenceConfig, param_shardings):
+    self.cfg = cfg
+    mixture_or_task = data.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
+    self.tasks = []
+    for task in seqio.get_subtasks(mixture_or_task):
+      examples = _read_examples(task, cfg)
+      if not examples:
+        raise ValueError(f"The {cfg.split!r} split of task {task.name!r} has no examples.")
+      eos_id = task.output_features["targets"].vocabulary.eos_id
+      self.tasks.append((task, examples, Decoder(model, partitioner, cfg, param_shardings, eos_id)))
+
+  def evaluate(self, params) -> Dict[str, tuple]:
+    """{task name: (metrics, scored examples)} for the task or every subtask of the mixture."""
+    return {task.name: score_task(task, examples, decode(params, examples))
+            for task, examples, decode in self.tasks}
+
+
 def evaluate(model, params, partitioner, cfg: InferenceConfig) -> Dict[str, tuple]:
-  """{task name: (metrics, scored examples)} for the task or every subtask of the mixture."""
-  mixture_or_task = data.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
-  results = {}
-  for task in seqio.get_subtasks(mixture_or_task):
-    examples = _read_examples(task, cfg)
-    if not examples:
-      raise ValueError(f"The {cfg.split!r} split of task {task.name!r} has no examples.")
-    vocabulary = task.output_features["targets"].vocabulary
-    predictions = decode_examples(model, params, partitioner, examples, cfg, vocabulary)
-    results[task.name] = score_task(task, examples, predictions)
-  return results
+  """One-off inference eval (see `InferenceEvaluator` to evaluate repeatedly)."""
+  shardings = jax.tree.map(lambda x: x.sharding, params)
+  return InferenceEvaluator(model, partitioner, cfg, shardings).evaluate(params)
 
 
 def write_results(writer: metrics_writer.MetricsWriter, output_dir: str, step: int,
-                  cfg: InferenceConfig, results, all_predictions: bool = False) -> None:
-  """Logs metrics (kind 'infer') and appends example predictions to inference_eval/."""
+                  cfg: InferenceConfig, results) -> None:
+  """Logs metrics (kind 'infer') and writes seqio's logger files in `inference_eval/`.
+
+  `<task>-<step:06d>.jsonl` holds every decoded example of that evaluation and
+  `<task>-metrics.jsonl` one line per evaluation, the file names seqio's JSONLogger uses.
+  """
   for task_name, (metrics, rows) in results.items():
     writer.write(step, "infer", metrics, split=cfg.split, task=task_name)
     if jax.process_index() != 0:
       continue
-    kept = rows if all_predictions else rows[:NUM_SAVED_PREDICTIONS]
-    _append_lines(paths.join(output_dir, "inference_eval", f"{task_name}-predictions.jsonl"),
-                  [json.dumps({"step": step, **row}) for row in kept])
+    directory = paths.join(output_dir, "inference_eval")
+    paths.write_atomic(paths.join(directory, f"{task_name}-{step:06d}.jsonl"),
+                       "".join(json.dumps(row) + "\n" for row in rows))
+    _append_lines(paths.join(directory, f"{task_name}-metrics.jsonl"),
+                  [json.dumps({"step": step, **metrics})])
     logging.info("inference eval of %s/%s at step %d: %s", task_name, cfg.split, step, metrics)
 
 
@@ -163,6 +194,6 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   params, step = checkpoint_resolver.read_params(checkpoint_path, abstract)
   results = evaluate(model, params, partitioner, inference_cfg)
   writer = metrics_writer.MetricsWriter(output_dir)
-  write_results(writer, output_dir, step, inference_cfg, results, all_predictions=True)
+  write_results(writer, output_dir, step, inference_cfg, results)
   writer.close()
   return {name: metrics for name, (metrics, _) in results.items()}

@@ -27,6 +27,7 @@ class T5Config:
       up to a multiple of 128 (handy for CPU models on small vocabularies).
     emb_dim, num_heads, head_dim, mlp_dim, num_encoder_layers, num_decoder_layers: sizes.
     activations: ('relu',) for T5 1.0; ('gelu', 'linear') for T5 1.1's gated GELU.
+    mlp_activations: t5x's name for `activations`; when given, it wins (so t5x gin files work).
     logits_via_embedding: True ties the output layer to the embedding (T5 1.0); False adds
       `decoder/logits_dense` (T5 1.1).
     dropout_rate: dropout after embeddings, attention weights, sub-blocks and the MLP hidden layer.
@@ -45,6 +46,11 @@ class T5Config:
   dtype: str = "float32"
   relpos_num_buckets: int = 32
   relpos_max_distance: int = 128
+  mlp_activations: Optional[Sequence[str]] = None
+
+  def __post_init__(self):
+    if self.mlp_activations is not None:
+      object.__setattr__(self, "activations", tuple(self.mlp_activations))
 
 
 def _dropout(x, rate, deterministic):

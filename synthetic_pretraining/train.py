@@ -21,6 +21,7 @@ from synthetic_pretraining import cli
 from synthetic_pretraining import data
 from synthetic_pretraining import distributed
 from synthetic_pretraining import gin_utils
+from synthetic_pretraining import interrupts
 from synthetic_pretraining import models  # pylint: disable=unused-import
 from synthetic_pretraining import network  # pylint: disable=unused-import
 from synthetic_pretraining import optimizers  # pylint: disable=unused-import
@@ -65,7 +66,11 @@ def _main(argv, entry_point) -> int:
   gin_utils.parse(gin_files, bindings)
   data.import_task_modules(gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
                            if _has_macro("MIXTURE_OR_TASK_MODULE") else None)
-  (entry_point or trainer.train)()
+  try:
+    (entry_point or trainer.train)()
+  except interrupts.TrainingInterrupted as e:
+    print(str(e), file=sys.stderr)
+    return e.exit_code
   return 0
 
 

@@ -213,9 +213,13 @@ def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
   assert train.main(args, entry_point=inference.infer) == 0
   record = _records(out, "infer")[0]
   assert record["step"] == 150 and 0.0 <= record["sequence_accuracy"] <= 100.0
-  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-predictions.jsonl")) as f:
+  # seqio's logger file names: every decoded example per step, one metrics line per eval.
+  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-000150.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   assert len(rows) == 40 and {"input", "target", "prediction"} <= set(rows[0])
+  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-metrics.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  assert [m["step"] for m in lines] == [150] and "sequence_accuracy" in lines[0]
 
 
 @pytest.mark.parametrize("load", ["all", "all_but_embedding"])
