@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from synthetic_pretraining import checkpoint_integrity
 from synthetic_pretraining import paths
 from synthetic_pretraining.param_source import Metadata, ParamSource
 
@@ -209,6 +210,15 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
   iterator: Any = None
 
 
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
+
+
+CheckpointDamagedError = checkpoint_integrity.CheckpointDamagedError
+
+
 @dataclasses.dataclass
 class TrainingCheckpoints:
   """Saves and restores full training state in MODEL_DIR (asynchronously, keeping `keep`).
@@ -219,6 +229,7 @@ class TrainingCheckpoints:
   model_dir: str
   keep: Optional[int] = None
   async_save: bool = True
+  restore_fallback: bool = True  # see latest_intact_step
 
   def __post_init__(self):
     self.model_dir = paths.as_str(self.model_dir)
@@ -232,6 +243,30 @@ class TrainingCheckpoints:
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
+
+  def latest_intact_step(self, fallback: Optional[bool] = None) -> Optional[int]:
+    """The newest step whose checkpoint reads completely (every item), None if there is none.
+
+    A newer damaged checkpoint is named in one line; with `fallback` (RESTORE_FALLBACK) it is
+    moved aside to `checkpoint_<step>.damaged` (kept for inspection, out of the way of the step
+    being saved again) and the run resumes from the older one; without, the run stops with that
+    line (`CheckpointDamagedError`). If all are damaged the run stops: never a silent step 0.
+    """
+    steps = self.all_steps()
+    intact = checkpoint_integrity.newest_intact_step(
+        steps, lambda s: step_dir(self.model_dir, s),
+        fallback=self.restore_fallback if fallback is None else fallback)
+    damaged = [s for s in steps if intact is not None and s > intact]
+    if damaged:
+      _sync("checkpoint_integrity_verified")
+      if jax.process_index() == 0:
+        for step in damaged:
+          source = step_dir(self.model_dir, step)
+          paths.as_path(source).rename(f"{source}.damaged")
+          logging.warning("Moved the damaged checkpoint aside: %s.damaged", source)
+      _sync("damaged_checkpoints_moved")
+      self.manager.reload()
+    return intact
 
   def save(self, step: int, params, opt_state, meta: Dict[str, Any], iterator=None) -> None:
     items = dict(params=ocp.args.StandardSave(params),

@@ -29,6 +29,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from synthetic_pretraining import cli
 from synthetic_pretraining import partitioning
 from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import sources as synthetic_sources
@@ -60,6 +61,44 @@ class DatasetConfig:
   pack: bool = False
   use_cached: bool = False
   module: Optional[str] = None
+
+  def __post_init__(self):
+    check_feature_lengths(self.task_feature_lengths)
+    if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or (
+        self.batch_size < 1):
+      raise cli.UsageError(f"BATCH_SIZE must be a positive integer, got {self.batch_size!r}.")
+
+
+# The encoder-decoder feature converter needs a length for both.
+REQUIRED_FEATURES = ("inputs", "targets")
+
+
+def check_feature_lengths(lengths) -> None:
+  """Raises a one-line `UsageError` unless `lengths` is {'inputs': N, 'targets': M}, N, M > 0."""
+  example = "e.g. {'inputs': 512, 'targets': 512}"
+  if not isinstance(lengths, Mapping):
+    raise cli.UsageError(f"TASK_FEATURE_LENGTHS must be a dict of feature lengths ({example}), "
+                         f"got {lengths!r:.200}.")
+  missing = [k for k in REQUIRED_FEATURES if k not in lengths]
+  if missing:
+    raise cli.UsageError(f"TASK_FEATURE_LENGTHS={dict(lengths)!r:.200} has no length for "
+                         f"{', '.join(map(repr, missing))} ({example}).")
+  for key, value in lengths.items():
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise cli.UsageError(f"TASK_FEATURE_LENGTHS[{key!r}] must be a positive integer, got "
+                           f"{value!r:.100} ({example}).")
+
+
+def check_batch_size(cfg: "DatasetConfig", partitioner: partitioning.PjitPartitioner,
+                     what: str = "BATCH_SIZE") -> None:
+  """The global batch must split evenly over the processes and the mesh's 'data' axis."""
+  data_parallel = partitioner.mesh.shape["data"]
+  if cfg.batch_size % data_parallel or cfg.batch_size % jax.process_count():
+    raise cli.UsageError(
+        f"{what}={cfg.batch_size} is not divisible by the data-parallel size {data_parallel} "
+        f"({partitioner.mesh.devices.size} devices / num_partitions "
+        f"{partitioner.num_partitions}) and the {jax.process_count()} process(es); use a "
+        f"multiple of {int(np.lcm(data_parallel, jax.process_count()))}.")
 
 
 class UnknownTaskError(ValueError):
@@ -247,7 +286,10 @@ class CheckpointableIterator:
     return self
 
   def __next__(self) -> Dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in next(self._iterator).items()}
+    try:
+      return {k: v.numpy() for k, v in next(self._iterator).items()}
+    except tf.errors.InvalidArgumentError as e:
+      raise _data_error(e) from e
 
   def save(self, prefix: str) -> None:
     paths.makedirs(paths.as_path(prefix).parent)
@@ -255,6 +297,19 @@ class CheckpointableIterator:
 
   def restore(self, prefix: str) -> None:
     self._checkpoint.read(prefix).assert_consumed()
+
+
+def _data_error(error: tf.errors.InvalidArgumentError) -> Exception:
+  """A failed check in the input pipeline (a malformed line of a file task) as one clear line."""
+  text = error.message if hasattr(error, "message") else str(error)
+  first = text.strip().splitlines()[0] if text.strip() else ""
+  marker = first.find("assertion failed: ")
+  if marker < 0:
+    return error
+  # tf.debugging.Assert prints its message pieces as "[a] [b] ..."; join them back.
+  body = first[marker + len("assertion failed: "):].strip()
+  body = body[1:-1] if body.startswith("[") and body.endswith("]") else body
+  return cli.UsageError(body.replace("] [", " "))
 
 
 def shard_info() -> seqio.ShardInfo:

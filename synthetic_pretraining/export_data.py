@@ -38,6 +38,7 @@ from typing import Iterator, List, Mapping, Sequence
 import gin
 import tqdm
 
+from synthetic_pretraining import cli
 from synthetic_pretraining import data
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import paths
@@ -171,4 +172,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))  # --verbose: the traceback of a refused run

@@ -186,6 +186,11 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   """Decodes a task split with a checkpoint; writes every prediction and the metrics (infer.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
   abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
+  from synthetic_pretraining import preflight  # pylint: disable=import-outside-toplevel
+  data.check_feature_lengths(inference_cfg.task_feature_lengths)
+  preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],
+                      initial_checkpoint=checkpoint_path, abstract_params=abstract,
+                      checkpoint_flag="CHECKPOINT_PATH")
   params, step = checkpoint_resolver.read_params(checkpoint_path, abstract)
   results = evaluate(model, params, partitioner, inference_cfg)
   writer = metrics_writer.MetricsWriter(output_dir)

@@ -15,6 +15,7 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 
 from synthetic_pretraining import checkpoint_resolver
+from synthetic_pretraining import cli
 
 
 def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
   try:
-    sys.exit(main())
+    sys.exit(cli.run(main))  # --verbose: the traceback of a refused run
   except BrokenPipeError:  # `inspect_checkpoint DIR | head`: the reader has what it wanted
     sys.stderr.close()
     sys.exit(0)

@@ -8,18 +8,18 @@ Example (CPU, tiny model, the synthetic Set task):
 
 Running the same command again resumes from the latest checkpoint in MODEL_DIR. On several
 processes (a Cloud TPU pod slice) every worker runs the same command; `jax.distributed` is
-initialised from the environment.
+initialised from the environment (`distributed.initialize_from_environment`). `--verbose` shows
+the traceback of a refused run.
 """
 import logging
-import os
 import sys
 
 import gin
-import jax
 
 # Registers every configurable that gin files may name.
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining import cli
 from synthetic_pretraining import data
+from synthetic_pretraining import distributed
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import interrupts
 from synthetic_pretraining import models  # pylint: disable=unused-import
@@ -28,17 +28,6 @@ from synthetic_pretraining import optimizers  # pylint: disable=unused-import
 from synthetic_pretraining import partitioning  # pylint: disable=unused-import
 from synthetic_pretraining import trainer
 from synthetic_pretraining import vocabularies  # pylint: disable=unused-import
-
-
-def maybe_initialize_distributed() -> None:
-  """Starts JAX's multi-controller runtime when this is one of several processes.
-
-  On Cloud TPU VMs `jax.distributed.initialize()` discovers the other workers itself; elsewhere
-  set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
-  """
-  on_tpu_pod = os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0
-  if on_tpu_pod or int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1:
-    jax.distributed.initialize()
 
 
 def import_optional_modules() -> None:
@@ -52,34 +41,36 @@ def import_optional_modules() -> None:
 
 
 def main(argv=None, entry_point=None) -> int:
-  """Parses gin flags and runs `entry_point` (default: `trainer.train`); returns an exit code."""
+  """Parses gin flags and runs `entry_point` (default: `trainer.train`); returns an exit code.
+
+  Bad input ends in one line on stderr and exit code 1 (`cli.run`; `--verbose` adds the traceback).
+  """
+  return cli.run(lambda args: _main(args, entry_point), argv)
+
+
+def _main(argv, entry_point) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                       force=True)
   for noisy in ("absl", "tensorflow", "jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  gin_files, bindings, rest = gin_utils.split_gin_args(sys.argv[1:] if argv is None else argv)
+  gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   if rest:
     print(f"error: unrecognised arguments {rest}", file=sys.stderr)
     return 2
   if not gin_files:
     print(__doc__, file=sys.stderr)
     return 2
-  maybe_initialize_distributed()
+  distributed.initialize_from_environment()
   import_optional_modules()
   gin.clear_config()  # a fresh configuration per run, also when main is called in-process
+  gin_utils.parse(gin_files, bindings)
+  data.import_task_modules(gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
+                           if _has_macro("MIXTURE_OR_TASK_MODULE") else None)
   try:
-    gin_utils.parse(gin_files, bindings)
-    data.import_task_modules(gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
-                             if _has_macro("MIXTURE_OR_TASK_MODULE") else None)
     (entry_point or trainer.train)()
   except interrupts.TrainingInterrupted as e:
     print(str(e), file=sys.stderr)
     return e.exit_code
-  except (gin_utils.GinConfigError, data.UnknownTaskError, checkpoints.CheckpointMismatchError,
-          FileNotFoundError, trainer.NonFiniteLossError) as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    return 1
   return 0
 
 

@@ -34,6 +34,8 @@ from synthetic_pretraining import partitioning
 from synthetic_pretraining import prefetch
 from synthetic_pretraining import run_record
 from synthetic_pretraining import paths
+from synthetic_pretraining import preflight
+from synthetic_pretraining import run_lock
 from synthetic_pretraining import train_loop
 
 NO_STEP = np.iinfo(np.int32).max
@@ -169,6 +171,31 @@ def _add(total, sums):
           for k, v in sums.items()}
 
 
+def _batches_in_step(iterator, element_spec, local_batch: int, max_batches: Optional[int]):
+  """Local batches, full size, the same number on every process.
+
+  Each process reads its own shard, and shards of a split rarely have equal sizes; a process that
+  ran out would leave the others blocked in the step's collectives. So every step the processes
+  agree whether any still has data, and one that has none feeds an all-zero batch: zero loss
+  weights, so it adds nothing to any metric.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  several = jax.process_count() > 1
+  count = 0
+  while max_batches is None or count < max_batches:
+    batch = next(iterator, None)
+    if several:
+      if not multihost_utils.process_allgather(np.int32(batch is not None)).any():
+        return
+      if batch is None:
+        batch = {k: np.zeros((0,) + tuple(spec.shape[1:]), spec.dtype.as_numpy_dtype)
+                 for k, spec in element_spec.items()}
+    elif batch is None:
+      return
+    yield data.pad_batch(batch, local_batch)
+    count += 1
+
+
 def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
              max_batches: Optional[int]) -> Dict[str, float]:
   """Teacher-forced metrics over the eval split (or its first `max_batches` batches)."""
@@ -177,10 +204,9 @@ def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
                           counter=counter, drop_remainder=False)
   local_batch = cfg.batch_size // jax.process_count()
   total = None
-  for i, batch in enumerate(data.CheckpointableIterator(ds)):
-    if max_batches is not None and i >= max_batches:
-      break
-    batch = data.to_global_batch(data.pad_batch(batch, local_batch), trainer.partitioner)
+  for batch in _batches_in_step(data.CheckpointableIterator(ds), ds.element_spec, local_batch,
+                                max_batches):
+    batch = data.to_global_batch(batch, trainer.partitioner)
     total = _add(total, trainer.eval_sums(params, batch))
   if total is None:
     raise ValueError(f"The {cfg.split!r} split of {cfg.mixture_or_task_name!r} is empty.")
@@ -201,10 +227,14 @@ class CheckpointConfig:
     period: steps between checkpoints (CHECKPOINT_PERIOD); the last step is always saved.
     keep: how many to keep, oldest removed first (KEEP_CHECKPOINTS; None: all).
     async_save: write arrays in the background while training goes on.
+    restore_fallback: on resuming, a damaged newest checkpoint is named in one line and set
+      aside, and the run resumes from the newest intact one (RESTORE_FALLBACK); False: it stops
+      with that line.
   """
   period: int = 1000
   keep: Optional[int] = None
   async_save: bool = True
+  restore_fallback: bool = True
 
 
 @gin.configurable
@@ -264,10 +294,18 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
     interrupts.TrainingInterrupted: after SIGINT/SIGTERM, once the last finished step is saved.
     NonFiniteLossError: the loss became NaN or inf (that step is not saved).
   """
-  run = _Run(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg,
-             partitioner or partitioning.PjitPartitioner(), paths.as_str(model_dir), total_steps,
-             seed, eval_cfg or EvalConfig(), checkpoint_cfg or CheckpointConfig(),
-             init_cfg or InitConfig())
+  partitioner = partitioner or partitioning.PjitPartitioner()
+  model_dir, init_cfg = paths.as_str(model_dir), init_cfg or InitConfig()
+  resuming = bool(checkpoints.checkpoint_steps(model_dir))
+  preflight.check_run(  # bad input ends here, before anything is created
+      partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg),
+      output_dirs=[(model_dir, "MODEL_DIR")],
+      abstract_params=partitioning.abstract_params(model, partitioner, jax.random.key(seed)),
+      initial_checkpoint=None if resuming else init_cfg.checkpoint_path)
+  run_lock.acquire(model_dir)  # one writer per MODEL_DIR (process 0); freed when the binary ends
+  run = _Run(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg, partitioner, model_dir,
+             total_steps, seed, eval_cfg or EvalConfig(), checkpoint_cfg or CheckpointConfig(),
+             init_cfg)
   actions = [train_loop.PeriodicAction("log", log_period, run.log)]
   if eval_dataset_cfg is not None:
     actions.append(train_loop.PeriodicAction("training_eval", run.eval_cfg.period, run.train_eval))
@@ -302,7 +340,8 @@ class _Run:
     optimizer, self.schedule = optimizers.create_optimizer_and_schedule()
     self.trainer = Trainer(model, partitioner, optimizer, seed)
     self.ckpts = checkpoints.TrainingCheckpoints(model_dir, keep=checkpoint_cfg.keep,
-                                                 async_save=checkpoint_cfg.async_save)
+                                                 async_save=checkpoint_cfg.async_save,
+                                                 restore_fallback=checkpoint_cfg.restore_fallback)
     self.writer = metrics_writer.MetricsWriter(model_dir)
     self.meta = {"model": dataclasses.asdict(model.config), "seed": seed}
     self.counter = data.TruncationCounter(train_cfg.task_feature_lengths)
@@ -436,8 +475,8 @@ class _Run:
 
 
 def _initial_state(trainer: Trainer, ckpts, model_dir, iterator, init_cfg: InitConfig) -> TrainState:
-  """Resumes from MODEL_DIR's latest checkpoint, else builds the initial parameters."""
-  latest = ckpts.latest_step()
+  """Resumes from MODEL_DIR's newest intact checkpoint, else builds the initial parameters."""
+  latest = ckpts.latest_intact_step()
   if latest is not None:
     logging.info("Resuming from %s", checkpoints.step_dir(model_dir, latest))
     params, opt_state = ckpts.restore(latest, trainer.abstract_params, trainer.abstract_opt_state,
@@ -473,6 +512,9 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   """Teacher-forced metrics of one checkpoint on a split, written to `output_dir` (eval.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
   trainer = Trainer(model, partitioner, optimizer=None, seed=seed)
+  preflight.check_run(partitioner=partitioner, datasets=(dataset_cfg,),
+                      output_dirs=[(output_dir, "EVAL_OUTPUT_DIR")], initial_checkpoint=checkpoint_path,
+                      abstract_params=trainer.abstract_params, checkpoint_flag="CHECKPOINT_PATH")
   params, step = checkpoint_resolver.read_params(checkpoint_path, trainer.abstract_params)
   metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps)
   writer = metrics_writer.MetricsWriter(output_dir)

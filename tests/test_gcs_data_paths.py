@@ -7,7 +7,6 @@ import seqio
 import tasks  # noqa: F401  (registers the synthetic and downstream tasks)
 from synthetic_pretraining import export_data
 from synthetic_pretraining import paths
-from synthetic_pretraining import vocabularies
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
@@ -63,7 +62,7 @@ def test_downstream_task_reads_data_dir_on_gs(gcs):
   paths.write_atomic(f"{gcs.url}/data/finetuning_data/mtop/train.txt",
                      "play a song\t[IN:PLAY_MUSIC ]\nstop\t[IN:STOP ]\n")
   gin.bind_parameter("natural.data_dir.path", f"{gcs.url}/data")
-  vocab = vocabularies.VOCABULARY
+  vocab = seqio.get_mixture_or_task("mtop").output_features["inputs"].vocabulary
   dataset = seqio.get_mixture_or_task("mtop").get_dataset(None, split="train", shuffle=False)
   got = [(vocab.decode(x["inputs"][:-1].tolist()), vocab.decode(x["targets"][:-1].tolist()))
          for x in dataset.as_numpy_iterator()]

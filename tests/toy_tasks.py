@@ -11,6 +11,8 @@ import tensorflow as tf
 from synthetic_pretraining.synthetic import registry
 
 TOY_TASK = "toy_reverse"
+# The same task with 97 validation examples: a split no number of processes > 1 divides evenly.
+UNEVEN_TASK = "toy_reverse_97"
 _SPLIT_OFFSET = {"train": 0, "validation": 1 << 30}
 
 
@@ -21,14 +23,14 @@ def _example(index, seed, split):
   return {"inputs": tokens, "targets": tf.reverse(tokens, [0])}
 
 
-def _dataset_fn(split, shuffle_files, seed=None, num_examples=None):
+def _dataset_fn(split, shuffle_files, seed=None, num_examples=None, validation_size=256):
   del shuffle_files
-  count = 256 if split == "validation" else num_examples
+  count = validation_size if split == "validation" else num_examples
   indices = tf.data.Dataset.range(count) if count else tf.data.Dataset.range(2**62)
   return indices.map(functools.partial(_example, seed=0 if seed is None else seed, split=split))
 
 
-def register(name: str = TOY_TASK) -> str:
+def register(name: str = TOY_TASK, validation_size: int = 256) -> str:
   """Registers the toy task, following the configured vocabulary (its ids fit any of ours)."""
 
   def add(vocabulary):
@@ -36,7 +38,9 @@ def register(name: str = TOY_TASK) -> str:
       seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(_dataset_fn, splits=("train", "validation")),
+        source=seqio.FunctionDataSource(
+            functools.partial(_dataset_fn, validation_size=validation_size),
+            splits=("train", "validation")),
         preprocessors=[seqio.preprocessors.append_eos_after_trim],
         output_features={k: seqio.Feature(vocabulary, add_eos=True) for k in ("inputs", "targets")})
 
@@ -45,3 +49,4 @@ def register(name: str = TOY_TASK) -> str:
 
 
 register()
+register(UNEVEN_TASK, validation_size=97)

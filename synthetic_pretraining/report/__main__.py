@@ -3,4 +3,6 @@ import sys
 
 from synthetic_pretraining.report import main
 
-sys.exit(main())
+from synthetic_pretraining import cli  # pylint: disable=wrong-import-position
+
+sys.exit(cli.run(main))  # --verbose: the traceback of a refused run

@@ -23,6 +23,7 @@ import gin
 import jax
 from flax import traverse_util
 
+from synthetic_pretraining import cli
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
@@ -166,4 +167,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))  # --verbose: the traceback of a refused run

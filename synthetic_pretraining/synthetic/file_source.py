@@ -16,10 +16,13 @@ from typing import Mapping, Optional, Sequence, Union
 import seqio
 import tensorflow as tf
 
+from synthetic_pretraining import cli
 from synthetic_pretraining import paths
 from synthetic_pretraining import vocabularies
 
 _IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
+MAX_LINE_BYTES = 1 << 20  # far above any example of the paper's tasks (a few KB at most)
+_SHOWN_CHARS = 200  # of a malformed line in an error message
 
 
 def format_ids(ids: Sequence[int]) -> str:
@@ -61,11 +64,14 @@ class AuthorsFileSource(seqio.DataSource):
     text: fields are plain text (nonsense summary), not id lists.
     on_error: 'raise' (default) or 'skip' for malformed lines.
     vocabulary: ids must be below its size (default: the configured vocabulary).
+    max_line_bytes: longer lines are malformed; they are rejected before any parsing (a 50 MB
+      line would take minutes and gigabytes to match) and never echoed whole.
   """
 
   def __init__(self, split_to_filepattern: Mapping[str, Union[str, Sequence[str]]],
                features: Sequence[str] = ("inputs", "targets"), text: bool = False,
-               on_error: str = "raise", vocabulary: Optional[seqio.Vocabulary] = None):
+               on_error: str = "raise", vocabulary: Optional[seqio.Vocabulary] = None,
+               max_line_bytes: int = MAX_LINE_BYTES):
     if on_error not in ("raise", "skip"):
       raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     super().__init__(splits=tuple(split_to_filepattern))
@@ -74,6 +80,7 @@ class AuthorsFileSource(seqio.DataSource):
     self.text = text
     self.on_error = on_error
     self._vocabulary = vocabulary
+    self.max_line_bytes = int(max_line_bytes)
     self._skipped = None
 
   @property
@@ -88,6 +95,15 @@ class AuthorsFileSource(seqio.DataSource):
       raise FileNotFoundError(f"No file matches {patterns} (split {split!r}).")
     return files
 
+  def check_split(self, split: str) -> Sequence[str]:
+    """The files of `split`; a one-line error if none match or all are empty."""
+    files = self.list_shards(split)
+    if all(paths.as_path(f).stat().length == 0 for f in files):
+      raise cli.UsageError(f"The {split!r} split has no examples: {', '.join(files[:3])} "
+                           f"{'is' if len(files) == 1 else 'are'} empty (expected one example "
+                           "per line).")
+    return files
+
   def skipped_lines(self) -> int:
     """Malformed lines skipped so far (on_error='skip')."""
     return 0 if self._skipped is None else int(self._skipped.numpy())
@@ -97,7 +113,7 @@ class AuthorsFileSource(seqio.DataSource):
                   use_cached: bool = False, num_epochs: Optional[int] = 1) -> tf.data.Dataset:
     """The examples of `split` (this shard's files); files in a seeded order when shuffling."""
     del sequence_length, use_cached, num_epochs
-    files = self.list_shards(split)
+    files = self.check_split(split)
     if shard_info:
       files = files[shard_info.index::shard_info.num_shards]
     if shuffle:
@@ -117,9 +133,14 @@ class AuthorsFileSource(seqio.DataSource):
     expected = "<TAB>".join(["text" if self.text else "[ids]"] * len(self.features))
     skipped, text, features = self._skipped, self.text, self.features
 
+    max_bytes = self.max_line_bytes
+
     def check(number, line):
-      line = tf.strings.regex_replace(line, r"\r$", "")
-      well_formed = tf.strings.regex_full_match(line, pattern)
+      fits = tf.strings.length(line) <= max_bytes
+      # tf.cond: a huge line is never run through the regex.
+      line = tf.cond(fits, lambda: tf.strings.regex_replace(line, r"\r$", ""), lambda: line)
+      well_formed = tf.cond(fits, lambda: tf.strings.regex_full_match(line, pattern),
+                            lambda: tf.constant(False))
       if text:
         ok, problem = well_formed, f"not of the form {expected}"
       else:
@@ -128,10 +149,13 @@ class AuthorsFileSource(seqio.DataSource):
         ok = tf.logical_and(well_formed, tf.reduce_all(ids < vocab_size))
         problem = tf.where(well_formed, f"an id >= the vocabulary size {vocab_size}",
                            f"not of the form {expected}")
+      problem = tf.where(fits, problem, f"longer than {max_bytes} bytes")
       return number, line, ok, problem
 
     def keep(number, line, ok, problem):
-      message = [f"Malformed line in {path}: line", number + 1, "is", problem, ":", line]
+      shown = tf.strings.substr(line, 0, _SHOWN_CHARS, unit="BYTE")
+      shown = tf.where(tf.strings.length(line) > _SHOWN_CHARS, shown + "...", shown)
+      message = [f"Malformed line in {path}: line", number + 1, "is", problem, ":", shown]
       if self.on_error == "raise":
         with tf.control_dependencies([tf.debugging.Assert(ok, message, summarize=3)]):
           return tf.identity(ok)

@@ -1,0 +1,151 @@
+"""Damaged checkpoints: real files deleted or truncated in every item; one line, then fallback."""
+import glob
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow as tf
+import toy_tasks
+
+from synthetic_pretraining import checkpoint_integrity
+from synthetic_pretraining import checkpoints
+from synthetic_pretraining import cli
+from synthetic_pretraining import train
+
+
+def _write_checkpoint(step_dir: str, step: int) -> None:
+  """A training checkpoint as the trainer lays it out: params, opt_state, meta, data_iterator."""
+  rng = np.random.default_rng(step)
+  params = {"encoder": {"kernel": rng.normal(size=(256, 256)).astype(np.float32)},
+            "decoder": {"scale": rng.normal(size=(256,)).astype(np.float32)}}
+  opt_state = {"v": rng.normal(size=(256, 256)).astype(np.float32), "count": np.int32(step)}
+  checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+  checkpointer.save(step_dir, ocp.args.Composite(
+      params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+      meta=ocp.args.JsonSave({"step": step})))
+  iterator = iter(tf.data.Dataset.range(100).batch(4))
+  next(iterator)
+  tf.train.Checkpoint(iterator=iterator).write(os.path.join(step_dir, "data_iterator",
+                                                            "process_0"))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+  root = tmp_path_factory.mktemp("template")
+  for step in (1, 2):
+    _write_checkpoint(str(root / f"checkpoint_{step}"), step)
+  return root
+
+
+@pytest.fixture
+def model_dir(template, tmp_path):
+  target = tmp_path / "run"
+  shutil.copytree(template, target)
+  return target
+
+
+def _largest_file(directory) -> str:
+  files = [f for f in glob.glob(os.path.join(directory, "**", "*"), recursive=True)
+           if os.path.isfile(f) and "/d/" in f]
+  return max(files, key=os.path.getsize)
+
+
+def _truncate(path) -> None:
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+DAMAGE = {
+    "params_data_deleted": ("params", lambda d: os.remove(_largest_file(d / "params"))),
+    "params_data_truncated": ("params", lambda d: _truncate(_largest_file(d / "params"))),
+    "params_metadata_truncated": ("params", lambda d: _truncate(d / "params" / "_METADATA")),
+    "params_manifest_deleted": ("params", lambda d: os.remove(d / "params" / "manifest.ocdbt")),
+    "opt_state_data_deleted": ("opt_state", lambda d: os.remove(_largest_file(d / "opt_state"))),
+    "opt_state_data_truncated": ("opt_state",
+                                 lambda d: _truncate(_largest_file(d / "opt_state"))),
+    "opt_state_metadata_deleted": ("opt_state", lambda d: os.remove(d / "opt_state" / "_METADATA")),
+    "meta_truncated": ("meta", lambda d: _truncate(d / "meta" / "metadata")),
+    "meta_deleted": ("meta", lambda d: os.remove(d / "meta" / "metadata")),
+    "iterator_index_deleted": ("data_iterator",
+                               lambda d: os.remove(d / "data_iterator" / "process_0.index")),
+    "iterator_data_truncated": ("data_iterator", lambda d: _truncate(
+        glob.glob(str(d / "data_iterator" / "process_0.data-*"))[0])),
+    "item_deleted": ("opt_state", lambda d: shutil.rmtree(d / "opt_state")),
+    "step_dir_empty": ("checkpoint_2", lambda d: [shutil.rmtree(p) if p.is_dir() else p.unlink()
+                                                  for p in d.iterdir()]),
+}
+
+
+def test_intact_checkpoints_pass(model_dir):
+  for step in (1, 2):
+    assert checkpoint_integrity.verify_checkpoint(model_dir / f"checkpoint_{step}") is None
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damage_is_named_in_one_line_and_the_run_falls_back(case, model_dir, caplog):
+  item, damage = DAMAGE[case]
+  newest = model_dir / "checkpoint_2"
+  damage(newest)
+  problem = checkpoint_integrity.verify_checkpoint(newest)
+  assert problem is not None and "\n" not in problem and len(problem) < 700, problem
+  assert str(newest) in problem and item in problem, problem
+  assert checkpoint_integrity.verify_checkpoint(model_dir / "checkpoint_1") is None
+
+  step_dir_of = lambda step: str(model_dir / f"checkpoint_{step}")
+  with caplog.at_level(logging.WARNING):
+    assert checkpoint_integrity.newest_intact_step([1, 2], step_dir_of) == 1
+  assert problem in caplog.text and "older intact checkpoint of step 1" in caplog.text
+
+  with pytest.raises(checkpoint_integrity.CheckpointDamagedError) as error:
+    checkpoint_integrity.newest_intact_step([1, 2], step_dir_of, fallback=False)
+  assert problem in cli.one_line(error.value) and "RESTORE_FALLBACK" in str(error.value)
+
+
+def test_never_a_silent_restart_when_every_checkpoint_is_damaged(model_dir):
+  for step in (1, 2):
+    _truncate(_largest_file(model_dir / f"checkpoint_{step}" / "params"))
+  with pytest.raises(checkpoint_integrity.CheckpointDamagedError, match="None of the 2"):
+    checkpoint_integrity.newest_intact_step(
+        [1, 2], lambda step: str(model_dir / f"checkpoint_{step}"))
+  assert checkpoint_integrity.newest_intact_step([], str) is None  # a fresh run starts at 0
+
+
+def _train_args(model_dir, steps, *extra):
+  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=16", "--gin.CHECKPOINT_PERIOD=2",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}", "--gin.EVAL_PERIOD=1000",
+          "--gin.EVAL_STEPS=1", "--gin.LOG_PERIOD=1", "--gin.network.T5Config.emb_dim=16",
+          "--gin.network.T5Config.mlp_dim=32", "--gin.network.T5Config.num_heads=2",
+          "--gin.network.T5Config.head_dim=8", *extra]
+
+
+def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  assert train.main(_train_args(model_dir, 4)) == 0
+  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4]
+  _truncate(_largest_file(model_dir / "checkpoint_4" / "opt_state"))
+  capsys.readouterr()
+
+  # Without fallback: one line naming the damaged item, and nothing is touched.
+  assert train.main(_train_args(model_dir, 6, "--gin.RESTORE_FALLBACK=False")) == 1
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and f"{model_dir}/checkpoint_4/opt_state cannot be read" in errors[0]
+  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4]
+
+  # With fallback (the default): step 2, whole, then on; the damaged step is kept aside.
+  assert train.main(_train_args(model_dir, 6)) == 0
+  assert "Skipping a damaged checkpoint" in capsys.readouterr().err
+  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4, 6]
+  assert (model_dir / "checkpoint_4.damaged").is_dir()
+  with open(model_dir / "metrics.jsonl") as f:
+    records = [r for r in map(json.loads, f) if r["kind"] == "train"]
+  first_run, resumed = records[:4], records[4:]
+  assert [r["step"] for r in resumed] == [3, 4, 5, 6]
+  # Parameters, optimizer state and data position all from step 2: steps 3 and 4 repeat exactly.
+  assert [r["loss"] for r in resumed[:2]] == [r["loss"] for r in first_run[2:]]

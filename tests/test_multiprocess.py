@@ -1,0 +1,124 @@
+"""Real multi-process runs: 2 processes x 4 CPU devices on 127.0.0.1, started as the README says."""
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import toy_tasks
+from multiprocess import launch, wait_all
+
+from synthetic_pretraining import checkpoints
+from synthetic_pretraining import inspect_checkpoint
+from synthetic_pretraining import preemption
+from synthetic_pretraining import train
+
+STEPS = 3
+
+
+def _train_args(model_dir):
+  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.UNEVEN_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+          f"--gin.TRAIN_STEPS={STEPS}", "--gin.BATCH_SIZE=16",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+          "--gin.EVAL_STEPS=None",  # the whole 97-example validation split: 49 + 48 per process
+          "--gin.EVAL_PERIOD=1000", "--gin.LOG_PERIOD=1", "--gin.CHECKPOINT_PERIOD=1000",
+          "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
+          "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
+
+
+def _records(model_dir, kind):
+  with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+    return [r for r in map(json.loads, f) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """The same run as 2 processes x 4 devices and as 1 process x 8 devices."""
+  root = tmp_path_factory.mktemp("multiprocess")
+  two, one = str(root / "two_processes"), str(root / "one_process")
+  procs = launch(["-m", "synthetic_pretraining.train", *_train_args(two)], processes=2, devices=4)
+  results = wait_all(procs, timeout=900)
+  for rc, _, err in results:
+    assert rc == 0, err[-3000:]
+  assert train.main(_train_args(one)) == 0
+  return two, one
+
+
+def test_uneven_eval_split_neither_hangs_nor_miscounts(runs):
+  two, one = runs
+  (eval_two,), (eval_one,) = _records(two, "eval"), _records(one, "eval")
+  # Every example of the split counted once: as many target tokens as one process sees.
+  assert eval_two["num_tokens"] == eval_one["num_tokens"] > 0
+
+
+def test_two_processes_train_like_one(runs):
+  """2 x 4 devices see the same global batches as 1 x 8: same losses and final parameters."""
+  two, one = runs
+  losses = lambda d: [r["loss"] for r in _records(d, "train")]
+  np.testing.assert_allclose(losses(two), losses(one), rtol=1e-5)
+  _, params_two = inspect_checkpoint.load(checkpoints.step_dir(two, STEPS))
+  _, params_one = inspect_checkpoint.load(checkpoints.step_dir(one, STEPS))
+  for (name_two, x), (name_one, y) in zip(params_two, params_one):
+    assert name_two == name_one
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name_two)
+
+
+def _wait_for_step(proc, step: int) -> None:
+  for line in proc.stdout:
+    if line.strip() == f"step {step}":
+      return
+  raise AssertionError(proc.stderr.read()[-3000:])
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_dead_process_takes_its_peer_down_within_the_heartbeat(victim):
+  heartbeat = 5
+  procs = launch(["tests/mp_worker.py", "steps"], processes=2, devices=1,
+                 JAX_HEARTBEAT_TIMEOUT_SECONDS=heartbeat)
+  _wait_for_step(procs[1 - victim], 3)
+  procs[victim].kill()
+  start = time.time()
+  (rc, _, err), = wait_all([procs[1 - victim]], timeout=120)
+  waited = time.time() - start
+  procs[victim].wait()
+  print(f"survivor of process {victim} exited after {waited:.1f} s (heartbeat {heartbeat} s)")
+  assert rc != 0
+  assert "another task died" in err or "unhealthy" in err, err[-3000:]
+  assert waited < heartbeat + 15
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_one_process_stops_both_at_one_step(signum):
+  procs = launch(["tests/mp_worker.py", "steps", "--preemption"], processes=2, devices=1)
+  _wait_for_step(procs[1], 3)
+  procs[1].send_signal(signum)
+  results = wait_all(procs, timeout=120)
+  stops = []
+  for rc, out, err in results:
+    assert rc == 128 + signal.SIGTERM or rc == 128 + signum, err[-3000:]
+    stops.append([l for l in out.splitlines() if l.startswith("stopped at ")])
+  assert len(stops[0]) == 1 and stops[0] == stops[1]
+  assert int(stops[0][0].split()[-1]) > 3
+
+
+def test_one_process_stops_after_the_step_with_the_signal_code():
+  preemption.install()
+  try:
+    assert not preemption.should_stop(1)
+    os.kill(os.getpid(), signal.SIGTERM)  # handled between bytecodes: by the next line
+    assert preemption.should_stop(2) and preemption.exit_code() == 143
+  finally:
+    preemption.uninstall()
+  preemption.install()
+  try:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert preemption.should_stop(3) and preemption.exit_code() == 130
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(1)
+  finally:
+    preemption.uninstall()
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
