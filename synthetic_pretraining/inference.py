@@ -73,15 +73,22 @@ def _until_eos(ids, eos_id: int) -> List[int]:
   return ids[: ids.index(eos_id)] if eos_id in ids else [i for i in ids if i != 0]
 
 
+def jit_predict_step(model: models.EncoderDecoderModel, param_shardings, batch_sharding,
+                     max_length: int, num_decodes: int = 1, alpha: float = 0.6, eos_id: int = 1):
+  """The jitted decode step `(params, encoder tokens) -> ids` (also AOT-compiled by precompile)."""
+  return jax.jit(lambda p, tokens: model.predict_batch(
+      p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
+      num_decodes=num_decodes, alpha=alpha, eos_id=eos_id),
+                 in_shardings=(param_shardings, batch_sharding))
+
+
 def decode_examples(model: models.EncoderDecoderModel, params, partitioner: partitioning.PjitPartitioner,
                     examples: List[dict], cfg: InferenceConfig, vocabulary) -> List[List[int]]:
   """Predicted token ids (without EOS) for each example."""
   max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
   batch_sharding = partitioner.batch_sharding(2)
-  predict = jax.jit(lambda p, tokens: model.predict_batch(
-      p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
-      num_decodes=cfg.num_decodes, alpha=cfg.alpha, eos_id=vocabulary.eos_id),
-                    in_shardings=(jax.tree.map(lambda x: x.sharding, params), batch_sharding))
+  predict = jit_predict_step(model, jax.tree.map(lambda x: x.sharding, params), batch_sharding,
+                             max_length, cfg.num_decodes, cfg.alpha, vocabulary.eos_id)
   per_process = cfg.batch_size // jax.process_count()
   predictions = []
   for start in range(0, len(examples), cfg.batch_size):

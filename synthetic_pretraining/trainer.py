@@ -97,7 +97,8 @@ class Trainer:
   def _batch_shardings(self, batch):
     return {k: self.partitioner.batch_sharding(v.ndim) for k, v in batch.items()}
 
-  def _compile_train(self, batch):
+  def jit_train_step(self, batch):
+    """The jitted train step for batches shaped like `batch` (also AOT-compiled by precompile)."""
     model, optimizer, dropout_key, part = self.model, self.optimizer, self.dropout_key, self.partitioner
 
     def train_step(params, opt_state, batch, step):
@@ -130,7 +131,7 @@ class Trainer:
   def train_step(self, state: TrainState, batch) -> Dict[str, jax.Array]:
     # Train and eval batches may carry different features (packing), so each has its own step.
     if self._train_step is None:
-      self._train_step = self._compile_train(batch)
+      self._train_step = self.jit_train_step(batch)
     state.params, state.opt_state, sums = self._train_step(
         state.params, state.opt_state, batch, jnp.asarray(state.step, jnp.int32))
     state.step += 1
