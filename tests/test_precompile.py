@@ -45,7 +45,8 @@ def test_cpu_mesh_table_and_a_budget_that_cannot_fit(tmp_path, capsys):
   # The tiny model's float32 parameters, sharded: each device holds less than all of them.
   assert 0 < train["params"] < 4 * table["num_params"]
   assert train["optimizer_state"] > 0 and decode["optimizer_state"] == 0
-  assert train["arguments"] >= train["params"] + train["optimizer_state"]
+  # XLA counts the arguments itself (padding of uneven shards aside, the same bytes).
+  assert train["arguments"] >= 0.95 * (train["params"] + train["optimizer_state"])
   assert train["flops"] > decode["flops"] > 0
   assert train["total"] >= train["arguments"] + train["temporaries"] - train["aliased"]
   assert "train" in out and "decode" in out
