@@ -4,7 +4,7 @@
     --gin_file=gin/runs/infer.gin --gin.MIXTURE_OR_TASK_NAME="'squad_offline'" \
     --gin.CHECKPOINT_PATH="'runs/squad'" --gin.INFER_OUTPUT_DIR="'runs/squad_infer'"
 
-Writes INFER_OUTPUT_DIR/inference_eval/<task>-predictions.jsonl (every example) and the metrics
+Writes INFER_OUTPUT_DIR/inference_eval/<task>-<step>.jsonl (every example), <task>-metrics.jsonl and the metrics
 to INFER_OUTPUT_DIR/metrics.jsonl.
 """
 import sys

@@ -8,7 +8,6 @@ postprocessor, so the metric sees the same detokenisation on both sides.
 import dataclasses
 import json
 import logging
-import os
 from typing import Dict, List, Optional
 
 import gin
@@ -17,12 +16,13 @@ import numpy as np
 import seqio
 from jax.experimental import multihost_utils
 
+from synthetic_pretraining import checkpoint_resolver
 from synthetic_pretraining import data
 from synthetic_pretraining import metrics_writer
 from synthetic_pretraining import models
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
 
-NUM_SAVED_PREDICTIONS = 3
 
 
 @gin.configurable
@@ -82,23 +82,35 @@ def jit_predict_step(model: models.EncoderDecoderModel, param_shardings, batch_s
                  in_shardings=(param_shardings, batch_sharding))
 
 
-def decode_examples(model: models.EncoderDecoderModel, params, partitioner: partitioning.PjitPartitioner,
-                    examples: List[dict], cfg: InferenceConfig, vocabulary) -> List[List[int]]:
-  """Predicted token ids (without EOS) for each example."""
-  max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
-  batch_sharding = partitioner.batch_sharding(2)
-  predict = jit_predict_step(model, jax.tree.map(lambda x: x.sharding, params), batch_sharding,
-                             max_length, cfg.num_decodes, cfg.alpha, vocabulary.eos_id)
-  per_process = cfg.batch_size // jax.process_count()
-  predictions = []
-  for start in range(0, len(examples), cfg.batch_size):
-    chunk = examples[start: start + cfg.batch_size]
-    mine = chunk[jax.process_index() * per_process: (jax.process_index() + 1) * per_process]
-    local = _encoder_batch(mine, cfg.task_feature_lengths["inputs"], per_process)
-    tokens = jax.make_array_from_process_local_data(batch_sharding, local)
-    out = multihost_utils.process_allgather(predict(params, tokens), tiled=True)
-    predictions += [_until_eos(row, vocabulary.eos_id) for row in np.asarray(out)[: len(chunk)]]
-  return predictions
+class Decoder:
+  """Decodes batches of examples with one compiled function, reused for every call.
+
+  The jitted predict function is built once per (model, mesh, decoding settings); its params
+  sharding comes from the abstract parameters, so later evaluations with new parameter values
+  of the same layout reuse the compilation.
+  """
+
+  def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
+               cfg: InferenceConfig, param_shardings, eos_id: int):
+    self.cfg, self.partitioner, self.eos_id = cfg, partitioner, eos_id
+    max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
+    self.batch_sharding = partitioner.batch_sharding(2)
+    self.predict = jit_predict_step(model, param_shardings, self.batch_sharding, max_length,
+                                    cfg.num_decodes, cfg.alpha, eos_id)
+
+  def __call__(self, params, examples: List[dict]) -> List[List[int]]:
+    """Predicted token ids (without EOS) for each example."""
+    cfg = self.cfg
+    per_process = cfg.batch_size // jax.process_count()
+    predictions = []
+    for start in range(0, len(examples), cfg.batch_size):
+      chunk = examples[start: start + cfg.batch_size]
+      mine = chunk[jax.process_index() * per_process: (jax.process_index() + 1) * per_process]
+      local = _encoder_batch(mine, cfg.task_feature_lengths["inputs"], per_process)
+      tokens = jax.make_array_from_process_local_data(self.batch_sharding, local)
+      out = multihost_utils.process_allgather(self.predict(params, tokens), tiled=True)
+      predictions += [_until_eos(row, self.eos_id) for row in np.asarray(out)[: len(chunk)]]
+    return predictions
 
 
 def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[int]]):
@@ -121,34 +133,56 @@ def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[in
   return metrics, rows
 
 
+class InferenceEvaluator:
+  """Inference eval of one task or mixture: examples read once, decoding compiled once per task."""
+
+  def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
+               cfg: InferenceConfig, param_shardings):
+    self.cfg = cfg
+    mixture_or_task = data.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
+    self.tasks = []
+    for task in seqio.get_subtasks(mixture_or_task):
+      examples = _read_examples(task, cfg)
+      if not examples:
+        raise ValueError(f"The {cfg.split!r} split of task {task.name!r} has no examples.")
+      eos_id = task.output_features["targets"].vocabulary.eos_id
+      self.tasks.append((task, examples, Decoder(model, partitioner, cfg, param_shardings, eos_id)))
+
+  def evaluate(self, params) -> Dict[str, tuple]:
+    """{task name: (metrics, scored examples)} for the task or every subtask of the mixture."""
+    return {task.name: score_task(task, examples, decode(params, examples))
+            for task, examples, decode in self.tasks}
+
+
 def evaluate(model, params, partitioner, cfg: InferenceConfig) -> Dict[str, tuple]:
-  """{task name: (metrics, scored examples)} for the task or every subtask of the mixture."""
-  mixture_or_task = data.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
-  results = {}
-  for task in seqio.get_subtasks(mixture_or_task):
-    examples = _read_examples(task, cfg)
-    if not examples:
-      raise ValueError(f"The {cfg.split!r} split of task {task.name!r} has no examples.")
-    vocabulary = task.output_features["targets"].vocabulary
-    predictions = decode_examples(model, params, partitioner, examples, cfg, vocabulary)
-    results[task.name] = score_task(task, examples, predictions)
-  return results
+  """One-off inference eval (see `InferenceEvaluator` to evaluate repeatedly)."""
+  shardings = jax.tree.map(lambda x: x.sharding, params)
+  return InferenceEvaluator(model, partitioner, cfg, shardings).evaluate(params)
 
 
 def write_results(writer: metrics_writer.MetricsWriter, output_dir: str, step: int,
-                  cfg: InferenceConfig, results, all_predictions: bool = False) -> None:
-  """Logs metrics (kind 'infer') and appends example predictions to inference_eval/."""
+                  cfg: InferenceConfig, results) -> None:
+  """Logs metrics (kind 'infer') and writes seqio's logger files in `inference_eval/`.
+
+  `<task>-<step:06d>.jsonl` holds every decoded example of that evaluation and
+  `<task>-metrics.jsonl` one line per evaluation, the file names seqio's JSONLogger uses.
+  """
   for task_name, (metrics, rows) in results.items():
     writer.write(step, "infer", metrics, split=cfg.split, task=task_name)
     if jax.process_index() != 0:
       continue
-    directory = os.path.join(output_dir, "inference_eval")
-    os.makedirs(directory, exist_ok=True)
-    kept = rows if all_predictions else rows[:NUM_SAVED_PREDICTIONS]
-    with open(os.path.join(directory, f"{task_name}-predictions.jsonl"), "a") as f:
-      for row in kept:
-        f.write(json.dumps({"step": step, **row}) + "\n")
+    directory = paths.join(output_dir, "inference_eval")
+    paths.write_atomic(paths.join(directory, f"{task_name}-{step:06d}.jsonl"),
+                       "".join(json.dumps(row) + "\n" for row in rows))
+    _append_lines(paths.join(directory, f"{task_name}-metrics.jsonl"),
+                  [json.dumps({"step": step, **metrics})])
     logging.info("inference eval of %s/%s at step %d: %s", task_name, cfg.split, step, metrics)
+
+
+def _append_lines(path: str, lines: List[str]) -> None:
+  """Appends lines to a text file. Object stores cannot append, so the file is rewritten whole."""
+  old = paths.read_text(path) if paths.exists(path) else ""
+  paths.write_atomic(path, old + "".join(line + "\n" for line in lines))
 
 
 @gin.configurable
@@ -156,15 +190,11 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
           inference_cfg: InferenceConfig = gin.REQUIRED, output_dir: str = gin.REQUIRED,
           partitioner: Optional[partitioning.PjitPartitioner] = None, seed: int = 42):
   """Decodes a task split with a checkpoint; writes every prediction and the metrics (infer.gin)."""
-  from synthetic_pretraining import checkpoints, optimizers, trainer  # pylint: disable=import-outside-toplevel
   partitioner = partitioner or partitioning.PjitPartitioner()
-  tr = trainer.Trainer(model, partitioner, optimizers.create_optimizer(), seed)
-  params = tr.params_from_checkpoint(checkpoint_path)
-  step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
-              else checkpoints.latest_checkpoint_step_dir(checkpoint_path))
-  step = int(checkpoints.read_meta(step_dir).get("step", 0))
+  abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
+  params, step = checkpoint_resolver.read_params(checkpoint_path, abstract)
   results = evaluate(model, params, partitioner, inference_cfg)
   writer = metrics_writer.MetricsWriter(output_dir)
-  write_results(writer, output_dir, step, inference_cfg, results, all_predictions=True)
+  write_results(writer, output_dir, step, inference_cfg, results)
   writer.close()
   return {name: metrics for name, (metrics, _) in results.items()}

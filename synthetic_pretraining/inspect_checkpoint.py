@@ -9,45 +9,20 @@ checkpoint) or a t5x checkpoint. Statistics are computed one parameter at a time
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
-from synthetic_pretraining import checkpoints
-
-
-def _our_params(step_dir: str) -> Iterator[Tuple[str, np.ndarray]]:
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from flax import traverse_util  # pylint: disable=import-outside-toplevel
-  metadata = checkpoints.params_metadata(step_dir)
-  # Restore as host numpy arrays (no device placement), one whole tree: checkpoints inspected
-  # here are ones a host can hold; statistics are still taken parameter by parameter.
-  restored = ocp.PyTreeCheckpointer().restore(
-      os.path.join(os.path.abspath(step_dir), "params"),
-      args=ocp.args.PyTreeRestore(restore_args=traverse_util.unflatten_dict(
-          {k: ocp.RestoreArgs(restore_type=np.ndarray) for k in metadata}, sep="/")))
-  for name, value in sorted(traverse_util.flatten_dict(restored, sep="/").items()):
-    yield name, np.asarray(value)
+from synthetic_pretraining import checkpoint_resolver
 
 
 def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
-  """(step, iterator of (path, array)) for our checkpoints and t5x ones."""
-  if checkpoints.is_checkpoint_dir(path):
-    return int(checkpoints.read_meta(path).get("step", 0)), _our_params(path)
-  latest = checkpoints.latest_checkpoint_step_dir(path) if os.path.isdir(path) else None
-  if latest is not None and checkpoints.is_checkpoint_dir(latest):
-    return int(checkpoints.read_meta(latest).get("step", 0)), _our_params(latest)
-  try:
-    from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    sources = None
-  if sources is not None and hasattr(sources, "load_t5x_params"):
-    step, flat = sources.load_t5x_params(path)
-    return step, iter(sorted(flat.items()))
-  raise FileNotFoundError(f"{path} is not a checkpoint: expected a checkpoint_<step> directory, "
-                          "a MODEL_DIR containing them, or a t5x checkpoint.")
+  """(step, iterator of (path, array)) of any checkpoint the resolver knows (ours or t5x's)."""
+  source = checkpoint_resolver.resolve(path).source
+  # Host numpy arrays: checkpoints inspected here are ones a host can hold; statistics are still
+  # taken parameter by parameter.
+  return source.step, iter(sorted(source.read_numpy().items()))
 
 
 def describe(path: str) -> Dict:

@@ -45,6 +45,13 @@ class MetricsWriter:
     with open(os.path.join(self.model_dir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps(record) + "\n")
 
+  def write_text(self, tag: str, text: str, step: int = 0) -> None:
+    """Records text (e.g. the operative gin config) in the training TensorBoard run."""
+    if self.enabled:
+      writer = self._writer("train", None)
+      writer.add_text(tag, text.replace("\n", "  \n"), step)  # Markdown: keep the line breaks
+      writer.flush()
+
   def close(self) -> None:
     for writer in self._writers.values():
       writer.close()

@@ -96,21 +96,26 @@ class EncoderDecoderModel:
     weights = jnp.asarray(weights, jnp.float32)
     token_loss, token_z = cross_entropy_with_logits(logits, targets, weights, self.z_loss,
                                                     self.label_smoothing)
-    loss = jnp.sum(token_loss)
     num_tokens = jnp.sum(weights)
+    normaliser = 1.0
     if self.loss_normalizing_factor == NUM_REAL_TARGET_TOKENS:
-      loss = loss / jnp.maximum(num_tokens, 1.0)
+      normaliser = jnp.maximum(num_tokens, 1.0)
     elif self.loss_normalizing_factor is not None:
-      loss = loss / self.loss_normalizing_factor
+      normaliser = self.loss_normalizing_factor
+    loss = jnp.sum(token_loss) / normaliser
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32) * weights
     seq_correct = jnp.all((correct > 0) | (weights == 0), axis=-1) & (jnp.sum(weights, -1) > 0)
     metrics = {
-        "loss_sum": jnp.sum(token_loss),
+        "step_loss": loss,                       # what the optimizer minimised at this step
+        "step_z_loss": jnp.sum(token_z) / normaliser,
+        "loss_sum": jnp.sum(token_loss),         # token sums, for the per-token metrics
         "z_loss_sum": jnp.sum(token_z),
         "correct_tokens": jnp.sum(correct),
         "num_tokens": num_tokens,
+        "num_all_tokens": jnp.asarray(targets.size, jnp.float32),
         "correct_sequences": jnp.sum(seq_correct.astype(jnp.float32)),
         "num_sequences": jnp.sum((jnp.sum(weights, -1) > 0).astype(jnp.float32)),
+        "num_steps": jnp.ones((), jnp.float32),
     }
     return loss, metrics
 
@@ -151,13 +156,26 @@ class EncoderDecoderModel:
 
 
 def summarize_metrics(sums: Mapping[str, float]) -> dict:
-  """Turns metric sums into reported values: per-token loss, token and sequence accuracy."""
-  num_tokens = max(float(sums["num_tokens"]), 1.0)
+  """Metric sums of one or more steps (or eval batches) as t5x names and meanings.
+
+  `loss`, `z_loss` and `cross_ent_loss` are averages per step of the step's (normalised) loss, as
+  t5x logs them; `*_per_all_target_tokens` divide the summed token losses by every target slot,
+  padding included, and `loss_per_nonpadding_target_token` by the real targets. `accuracy` is
+  over real target tokens; `sequence_accuracy` (ours) counts sequences with every token right.
+  """
+  get = lambda k: float(sums[k])
+  steps, real, slots = max(get("num_steps"), 1.0), max(get("num_tokens"), 1.0), max(
+      get("num_all_tokens"), 1.0)
   return {
-      "loss": float(sums["loss_sum"]) / num_tokens,
-      "z_loss": float(sums["z_loss_sum"]) / num_tokens,
-      "cross_ent_loss": (float(sums["loss_sum"]) - float(sums["z_loss_sum"])) / num_tokens,
-      "accuracy": float(sums["correct_tokens"]) / num_tokens,
-      "sequence_accuracy": float(sums["correct_sequences"]) / max(float(sums["num_sequences"]), 1.0),
-      "num_tokens": float(sums["num_tokens"]),
+      "loss": get("step_loss") / steps,
+      "z_loss": get("step_z_loss") / steps,
+      "cross_ent_loss": (get("step_loss") - get("step_z_loss")) / steps,
+      "loss_per_nonpadding_target_token": get("loss_sum") / real,
+      "loss_per_all_target_tokens": get("loss_sum") / slots,
+      "cross_ent_loss_per_all_target_tokens": (get("loss_sum") - get("z_loss_sum")) / slots,
+      "z_loss_per_all_target_tokens": get("z_loss_sum") / slots,
+      "accuracy": get("correct_tokens") / real,
+      "sequence_accuracy": get("correct_sequences") / max(get("num_sequences"), 1.0),
+      "non_padding_fraction/loss_weights": get("num_tokens") / slots,
+      "num_tokens": get("num_tokens"),
   }

@@ -36,6 +36,7 @@ class T5Config:
       up to a multiple of 128 (handy for CPU models on small vocabularies).
     emb_dim, num_heads, head_dim, mlp_dim, num_encoder_layers, num_decoder_layers: sizes.
     activations: ('relu',) for T5 1.0; ('gelu', 'linear') for T5 1.1's gated GELU.
+    mlp_activations: t5x's name for `activations`; when given, it wins (so t5x gin files work).
     logits_via_embedding: True ties the output layer to the embedding (T5 1.0); False adds
       `decoder/logits_dense` (T5 1.1).
     dropout_rate: dropout after embeddings, attention weights, sub-blocks and the MLP hidden layer.
@@ -62,10 +63,13 @@ class T5Config:
   dtype: str = "float32"
   relpos_num_buckets: int = 32
   relpos_max_distance: int = 128
+  mlp_activations: Optional[Sequence[str]] = None
   remat_policy: str = "none"
   scan_layers: bool = False
 
   def __post_init__(self):
+    if self.mlp_activations is not None:
+      object.__setattr__(self, "activations", tuple(self.mlp_activations))
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"T5Config.remat_policy={self.remat_policy!r}; expected one of "
                        f"{sorted(REMAT_POLICIES)}.")

@@ -79,5 +79,17 @@ def adafactor(learning_rate: Schedule = gin.REQUIRED, decay_rate: float = 0.8,
 def create_optimizer(optimizer_fn: Callable[..., optax.GradientTransformation] = adafactor,
                      learning_rate: Optional[Schedule] = None) -> optax.GradientTransformation:
   """The optimizer the trainer uses: `optimizer_fn(learning_rate=...)` (Adafactor by default)."""
+  return create_optimizer_and_schedule(optimizer_fn, learning_rate)[0]
+
+
+def create_optimizer_and_schedule(optimizer_fn=None, learning_rate: Optional[Schedule] = None):
+  """(optimizer, learning-rate schedule): the trainer logs the rate the optimizer used.
+
+  Unset arguments take `create_optimizer`'s gin bindings, so both describe the same run.
+  """
+  if optimizer_fn is None or learning_rate is None:
+    bound = {k: v for k, v in gin.get_bindings(create_optimizer).items()}
+    optimizer_fn = optimizer_fn or bound.get("optimizer_fn", adafactor)
+    learning_rate = learning_rate or bound.get("learning_rate")
   learning_rate = learning_rate or create_learning_rate_scheduler()
-  return optimizer_fn(learning_rate=learning_rate)
+  return optimizer_fn(learning_rate=learning_rate), learning_rate

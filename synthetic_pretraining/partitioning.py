@@ -154,3 +154,11 @@ def _derived_sharding(leaf_shape, param_shape, param_sharding, replicated):
       if tuple(param_shape[:drop]) + tuple(param_shape[drop + 1:]) == tuple(leaf_shape):
         return NamedSharding(param_sharding.mesh, PartitionSpec(*(spec[:drop] + spec[drop + 1:])))
   return replicated
+
+
+def abstract_params(model, partitioner: PjitPartitioner, init_key=None):
+  """The model's parameter tree as `ShapeDtypeStruct`s in their shardings (no arrays made)."""
+  init_key = jax.random.key(0) if init_key is None else init_key
+  shardings = partitioner.param_shardings(model.logical_axes())
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      jax.eval_shape(model.init_params, init_key), shardings)

@@ -185,7 +185,7 @@ def label_from_config(config: str) -> str:
                           "StatisticsInitializer.stats_file")
     return f"stats:{scheme}" + (f"({_checkpoint_name(source)})"
                                 if isinstance(source, str) and source else "")
-  if "CustomValueInitializer" in str(config_value(bindings, "train.param_initializer") or ""):
+  if "CustomValueInitializer" in str(config_value(bindings, "InitConfig.param_initializer", "train.param_initializer") or ""):
     constants = config_value(bindings, "CustomValueInitializer.constants")
     stds = config_value(bindings, "CustomValueInitializer.stds")
     constants = constants if isinstance(constants, dict) else {}
@@ -193,7 +193,7 @@ def label_from_config(config: str) -> str:
     items = [f"{k}={_short(v)}" for k, v in sorted(constants.items())]
     items += [f"{k}~N(0,{_short(v)})" for k, v in sorted(stds.items())]
     return "custom:" + ",".join(items) if items else "custom"
-  path = config_value(bindings, "INITIAL_CHECKPOINT_PATH", "train.initial_checkpoint_path")
+  path = config_value(bindings, "INITIAL_CHECKPOINT_PATH", "InitConfig.checkpoint_path", "train.initial_checkpoint_path")
   if isinstance(path, str) and path and path != "None":
     return _checkpoint_name(path)
   return "random"

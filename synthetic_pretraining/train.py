@@ -21,6 +21,7 @@ import jax
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import data
 from synthetic_pretraining import gin_utils
+from synthetic_pretraining import interrupts
 from synthetic_pretraining import models  # pylint: disable=unused-import
 from synthetic_pretraining import network  # pylint: disable=unused-import
 from synthetic_pretraining import optimizers  # pylint: disable=unused-import
@@ -71,8 +72,11 @@ def main(argv=None, entry_point=None) -> int:
     data.import_task_modules(gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
                              if _has_macro("MIXTURE_OR_TASK_MODULE") else None)
     (entry_point or trainer.train)()
+  except interrupts.TrainingInterrupted as e:
+    print(str(e), file=sys.stderr)
+    return e.exit_code
   except (gin_utils.GinConfigError, data.UnknownTaskError, checkpoints.CheckpointMismatchError,
-          FileNotFoundError) as e:
+          FileNotFoundError, trainer.NonFiniteLossError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     return 1

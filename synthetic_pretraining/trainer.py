@@ -1,4 +1,9 @@
-"""The training loop: sharded init or restore, jitted train/eval steps, eval, checkpoints, logs.
+"""Training: the compiled steps (`Trainer`) and the loop (`train`), t5x's binaries' spine.
+
+The loop takes a batch, runs one pure step (`state, sums = trainer.train_step(state, batch)`),
+then runs whichever periodic actions are due: log, training eval, inference eval, checkpoint
+(each at its period, all of them at the last step). Signals only ask the loop to stop between
+two steps (`interrupts`), so what is saved is always a finished step with its own data position.
 
 Determinism: parameters come from `seed`, dropout at step s from fold_in(dropout key, s), data
 from the seeded SeqIO pipeline whose iterator position is saved with every checkpoint; so a run
@@ -6,7 +11,6 @@ resumed from its checkpoint continues exactly as an uninterrupted one.
 """
 import dataclasses
 import logging
-import os
 import sys
 import time
 from typing import Callable, Dict, Optional
@@ -17,27 +21,37 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from synthetic_pretraining import checkpoint_resolver
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import data
 from synthetic_pretraining import inference
+from synthetic_pretraining import interrupts
 from synthetic_pretraining import metrics_writer
+from synthetic_pretraining import model_info
 from synthetic_pretraining import models
 from synthetic_pretraining import optimizers
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
+from synthetic_pretraining import train_loop
 
+NO_STEP = np.iinfo(np.int32).max
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
 EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainState:
+  """One training step's state: the step count, parameters and optimizer state."""
   step: int
   params: dict
   opt_state: object
 
 
 class Trainer:
-  """Holds the model, mesh, optimizer and compiled steps for one run."""
+  """Holds the model, mesh, optimizer and compiled steps for one run.
+
+  `optimizer=None` gives an evaluation-only trainer (no optimizer state, no train step).
+  """
 
   def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
                optimizer, seed: int):
@@ -49,17 +63,18 @@ class Trainer:
     init_key, self.dropout_key = jax.random.split(jax.random.key(seed))
     self._init_key = init_key
     self.param_shardings = partitioner.param_shardings(model.logical_axes())
-    self.abstract_params = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        jax.eval_shape(model.init_params, init_key), self.param_shardings)
+    self.abstract_params = partitioning.abstract_params(model, partitioner, init_key)
+    self._train_step = None
+    self._eval_step = None
+    self.compilation_seconds = 0.0
+    if optimizer is None:
+      return
     opt_shapes = jax.eval_shape(optimizer.init, self.abstract_params)
     self.opt_shardings = partitioning.optimizer_state_shardings(
         opt_shapes, self.abstract_params, self.param_shardings, partitioner.replicated())
     self.abstract_opt_state = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), opt_shapes,
         self.opt_shardings)
-    self._train_step = None
-    self._eval_step = None
 
   # ---------------------------------------------------------------- initial state
   def random_params(self):
@@ -73,24 +88,17 @@ class Trainer:
     """Parameters of `path`; with load='all_but_embedding' the embedding stays random."""
     if load not in ("all", "all_but_embedding"):
       raise ValueError(f"INITIAL_CHECKPOINT_LOAD must be 'all' or 'all_but_embedding', got {load!r}.")
-    t5x = _t5x_params(path, self.abstract_params, load)
-    if t5x is not None:
-      return t5x if load == "all" else self._with_fresh_embeddings(t5x)
-    step_dir = path if checkpoints.is_checkpoint_dir(path) else checkpoints.latest_checkpoint_step_dir(path)
-    if step_dir is None:
-      raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path!r} holds no checkpoint (expected a "
-                              "checkpoint_<step> directory or a directory containing them).")
-    if load == "all":
-      return checkpoints.restore_params(step_dir, self.abstract_params)
-    restored = checkpoints.restore_params(step_dir, self.abstract_params,
-                                          only=lambda name: name not in EMBEDDING_PARAMS)
-    return self._with_fresh_embeddings(restored)
+    skip = EMBEDDING_PARAMS if load == "all_but_embedding" else ()
+    params, _ = checkpoint_resolver.read_params(path, self.abstract_params, skip=skip)
+    return self._with_fresh_embeddings(params) if skip else params
 
   def _with_fresh_embeddings(self, params):
     """`params` with every parameter it lacks (None) taken from the random initialisation."""
+    flat = traverse_util.flatten_dict(params, sep="/")
+    if all(v is not None for v in flat.values()):
+      return params
     fresh = traverse_util.flatten_dict(self.random_params(), sep="/")
-    merged = {k: (fresh[k] if v is None else v)
-              for k, v in traverse_util.flatten_dict(params, sep="/").items()}
+    merged = {k: (fresh[k] if v is None else v) for k, v in flat.items()}
     return traverse_util.unflatten_dict(merged, sep="/")
 
   # ---------------------------------------------------------------- compiled steps
@@ -108,6 +116,8 @@ class Trainer:
             params, batch, rng)
       updates, opt_state = optimizer.update(grads, opt_state, params)
       params = jax.tree.map(lambda p, u: p + u, params, updates)
+      # The step whose loss was NaN or inf (else a sentinel); windows keep the smallest.
+      sums = dict(sums, nonfinite_step=jnp.where(jnp.isfinite(sums["step_loss"]), NO_STEP, step))
       return params, opt_state, sums
 
     replicated = part.replicated()
@@ -128,14 +138,21 @@ class Trainer:
     return jax.jit(eval_step, in_shardings=(self.param_shardings, self._batch_shardings(batch)),
                    out_shardings=part.replicated())
 
-  def train_step(self, state: TrainState, batch) -> Dict[str, jax.Array]:
+  def train_step(self, state: TrainState, batch):
+    """(next state, metric sums) after one optimizer step on `batch`.
+
+    `state`'s arrays are donated to the step (their memory is reused): keep using the returned
+    state, not the argument.
+    """
     # Train and eval batches may carry different features (packing), so each has its own step.
+    step = jnp.asarray(state.step, jnp.int32)
     if self._train_step is None:
-      self._train_step = self.jit_train_step(batch)
-    state.params, state.opt_state, sums = self._train_step(
-        state.params, state.opt_state, batch, jnp.asarray(state.step, jnp.int32))
-    state.step += 1
-    return sums
+      started = time.perf_counter()
+      self._train_step = self.jit_train_step(batch).lower(
+          state.params, state.opt_state, batch, step).compile()
+      self.compilation_seconds = time.perf_counter() - started
+    params, opt_state, sums = self._train_step(state.params, state.opt_state, batch, step)
+    return TrainState(state.step + 1, params, opt_state), sums
 
   def eval_sums(self, params, batch) -> Dict[str, jax.Array]:
     if self._eval_step is None:
@@ -144,15 +161,11 @@ class Trainer:
 
 
 def _add(total, sums):
-  return sums if total is None else jax.tree.map(jnp.add, total, sums)
-
-
-def _progress(total_steps: int, start: int):
-  """A tqdm bar on a terminal; None (periodic log lines instead) otherwise."""
-  if not sys.stderr.isatty() or jax.process_index() != 0:
-    return None
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  return tqdm(total=total_steps, initial=start, unit="step", dynamic_ncols=True)
+  """Adds metric sums of several steps or batches (the NaN marker keeps its minimum)."""
+  if total is None:
+    return sums
+  return {k: (jnp.minimum if k == "nonfinite_step" else jnp.add)(total[k], v)
+          for k, v in sums.items()}
 
 
 def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
@@ -174,29 +187,53 @@ def evaluate(trainer: Trainer, params, cfg: data.DatasetConfig, *, seed: int,
   return models.summarize_metrics(jax.device_get(total))
 
 
-def _iterator_prefix(model_dir: str, step: int) -> str:
-  return os.path.join(model_dir, "data_iterators", f"step_{step}", f"process_{jax.process_index()}")
+class NonFiniteLossError(RuntimeError):
+  """The training loss became NaN or inf (t5x's TerminateOnNan); nothing after it was saved."""
 
 
-def _t5x_params(path: str, abstract_params, load: str):
-  """The parameters of a t5x checkpoint at `path` (None if it is not one), read sharded.
+@gin.configurable
+@dataclasses.dataclass
+class CheckpointConfig:
+  """When MODEL_DIR checkpoints are written (t5x's `utils.CheckpointConfig`).
 
-  With load='all_but_embedding' the embeddings are None (filled in randomly by the caller).
+  Attributes:
+    period: steps between checkpoints (CHECKPOINT_PERIOD); the last step is always saved.
+    keep: how many to keep, oldest removed first (KEEP_CHECKPOINTS; None: all).
+    async_save: write arrays in the background while training goes on.
   """
-  try:
-    from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
-    from synthetic_pretraining.stats_init import transform  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return None
-  if not sources.is_t5x_checkpoint(path):
-    return None
-  source = sources.open_source(path)
-  target = transform.abstract_of(abstract_params)
-  transform.check_architecture(source.metadata(), target, source.description)
-  wanted = {p: t for p, t in target.items() if load == "all" or p not in EMBEDDING_PARAMS}
-  arrays = source.read(wanted)
-  logging.info("Initial parameters from the t5x checkpoint %s (step %d).", path, source.step)
-  return traverse_util.unflatten_dict({p: arrays.get(p) for p in target}, sep="/")
+  period: int = 1000
+  keep: Optional[int] = None
+  async_save: bool = True
+
+
+@gin.configurable
+@dataclasses.dataclass
+class EvalConfig:
+  """Teacher-forced and inference eval during training.
+
+  Attributes:
+    period: steps between evaluations (EVAL_PERIOD); the last step is always evaluated.
+    steps: batches per teacher-forced eval (EVAL_STEPS; None: the whole split).
+  """
+  period: int = 1000
+  steps: Optional[int] = 20
+
+
+@gin.configurable
+@dataclasses.dataclass
+class InitConfig:
+  """Where a new run's parameters come from (a resumed run ignores this).
+
+  Attributes:
+    checkpoint_path: start from these parameters with a fresh optimizer
+      (INITIAL_CHECKPOINT_PATH; any path the checkpoint resolver knows); None: random.
+    checkpoint_load: 'all' or 'all_but_embedding' (INITIAL_CHECKPOINT_LOAD).
+    param_initializer: optional `fn(params, *, partitioner, seed) -> params` applied after
+      (statistics-only initialisation, custom values).
+  """
+  checkpoint_path: Optional[str] = None
+  checkpoint_load: str = "all"
+  param_initializer: Optional[Callable] = None
 
 
 @gin.configurable
@@ -205,142 +242,209 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
           eval_dataset_cfg: Optional[data.DatasetConfig] = None,
           infer_eval_cfg: Optional[inference.InferenceConfig] = None,
           partitioner: Optional[partitioning.PjitPartitioner] = None,
-          model_dir: str = gin.REQUIRED, total_steps: int = gin.REQUIRED,
-          eval_period: int = 1000, eval_steps: Optional[int] = 20,
-          checkpoint_period: int = 1000, keep_checkpoints: Optional[int] = None,
-          seed: int = 42, initial_checkpoint_path: Optional[str] = None,
-          initial_checkpoint_load: str = "all",
-          param_initializer: Optional[Callable] = None,
-          log_period: int = 100, async_checkpoints: bool = True) -> Dict[str, float]:
-  """Trains `model` and returns the last train and eval metrics.
+          model_dir: str = gin.REQUIRED, total_steps: int = gin.REQUIRED, seed: int = 42,
+          log_period: int = 100, eval_cfg: Optional[EvalConfig] = None,
+          checkpoint_cfg: Optional[CheckpointConfig] = None,
+          init_cfg: Optional[InitConfig] = None) -> Dict[str, float]:
+  """Trains `model` until `total_steps` and returns the last train and eval metrics.
 
   Args (gin, t5x macros in brackets):
     model: the model (MODEL). train_dataset_cfg / eval_dataset_cfg: data (MIXTURE_OR_TASK_NAME,
-      TASK_FEATURE_LENGTHS, BATCH_SIZE); no eval when eval_dataset_cfg is None.
-    infer_eval_cfg: decode and score a split every eval_period (inference eval), or None.
+      TASK_FEATURE_LENGTHS, BATCH_SIZE); no teacher-forced eval when eval_dataset_cfg is None.
+    infer_eval_cfg: decode and score a split at every eval (inference eval), or None.
     partitioner: mesh and sharding rules (`PjitPartitioner.num_partitions`).
-    model_dir: checkpoints, config.gin, TensorBoard events, metrics.jsonl (MODEL_DIR). A directory
-      that already holds checkpoints is resumed from the latest.
-    total_steps: train until this step (TRAIN_STEPS). eval_period (EVAL_PERIOD), eval_steps
-      (batches per eval; None = the whole split), checkpoint_period, keep_checkpoints (None: all).
-    seed: decides initialisation, dropout and the data order.
-    initial_checkpoint_path: start from these parameters with a fresh optimizer
-      (INITIAL_CHECKPOINT_PATH); initial_checkpoint_load: 'all' or 'all_but_embedding'.
-    param_initializer: optional `fn(random_params, *, partitioner, seed) -> params` building the
-      initial parameters (statistics-only initialisation, custom values).
-    log_period: steps between log lines / metric records.
+    model_dir: checkpoints, config.gin, model-info.txt, TensorBoard events, metrics.jsonl
+      (MODEL_DIR, local or gs://). A directory holding checkpoints is resumed from the latest.
+    total_steps: train until this step (TRAIN_STEPS). seed: initialisation, dropout, data order
+      (SEED or t5x's RANDOM_SEED). log_period: steps between train records (LOG_PERIOD).
+    eval_cfg, checkpoint_cfg, init_cfg: see `EvalConfig`, `CheckpointConfig`, `InitConfig`.
+
+  Raises:
+    interrupts.TrainingInterrupted: after SIGINT/SIGTERM, once the last finished step is saved.
+    NonFiniteLossError: the loss became NaN or inf (that step is not saved).
   """
-  partitioner = partitioner or partitioning.PjitPartitioner()
-  model_dir = os.path.abspath(model_dir) if "://" not in model_dir else model_dir
-  trainer = Trainer(model, partitioner, optimizers.create_optimizer(), seed)
-  ckpts = checkpoints.TrainingCheckpoints(model_dir, keep=keep_checkpoints,
-                                          async_save=async_checkpoints)
-  writer = metrics_writer.MetricsWriter(model_dir)
-  meta = {"model": dataclasses.asdict(model.config), "seed": seed}
-
-  counter = data.TruncationCounter(train_dataset_cfg.task_feature_lengths)
-  train_ds = data.build_dataset(train_dataset_cfg, seed=seed, shard_info=data.shard_info(),
-                                num_epochs=None, counter=counter)
-  iterator = data.CheckpointableIterator(train_ds)
-
-  state = _initial_state(trainer, ckpts, model_dir, iterator, initial_checkpoint_path,
-                         initial_checkpoint_load, param_initializer)
-  _write_config(model_dir)
-  if state.step >= total_steps:
-    logging.info("MODEL_DIR %s is already at step %d >= TRAIN_STEPS=%d; nothing to do.",
-                 model_dir, state.step, total_steps)
-
-  def save():
-    ckpts.save(state.step, state.params, state.opt_state, meta)
-    iterator.save(_iterator_prefix(model_dir, state.step))
-    checkpoints.prune_data_iterators(model_dir, ckpts.all_steps() + [state.step])
-
-  tokens_per_step = train_dataset_cfg.batch_size * sum(train_dataset_cfg.task_feature_lengths.values())
-  bar = _progress(total_steps, state.step)
-  warned, last = set(), {}
-  window, window_start, window_time = None, state.step, time.time()
+  run = _Run(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg,
+             partitioner or partitioning.PjitPartitioner(), paths.as_str(model_dir), total_steps,
+             seed, eval_cfg or EvalConfig(), checkpoint_cfg or CheckpointConfig(),
+             init_cfg or InitConfig())
+  actions = [train_loop.PeriodicAction("log", log_period, run.log)]
+  if eval_dataset_cfg is not None:
+    actions.append(train_loop.PeriodicAction("training_eval", run.eval_cfg.period, run.train_eval))
+  if infer_eval_cfg is not None:
+    actions.append(train_loop.PeriodicAction("inference_eval", run.eval_cfg.period, run.infer_eval))
+  actions.append(train_loop.PeriodicAction("checkpoint", run.checkpoint_cfg.period, run.checkpoint))
   try:
-    while state.step < total_steps:
-      batch = data.to_global_batch(next(iterator), partitioner)
-      window = _add(window, trainer.train_step(state, batch))
-      at_end = state.step == total_steps
-      if state.step % log_period == 0 or at_end:
-        elapsed = max(time.time() - window_time, 1e-9)
-        last = models.summarize_metrics(jax.device_get(window))
-        last["tokens_per_second"] = tokens_per_step * (state.step - window_start) / elapsed
-        last["steps_per_second"] = (state.step - window_start) / elapsed
-        last.update({f"truncation/{k}": v for k, v in
-                     data.log_truncation(counter, train_dataset_cfg.split, warned).items()})
-        writer.write(state.step, "train", last, split=train_dataset_cfg.split,
-                     task=train_dataset_cfg.mixture_or_task_name)
-        if bar is None and jax.process_index() == 0:
-          logging.info("step %d/%d  loss %.4f  accuracy %.4f  %.0f tokens/s", state.step,
-                       total_steps, last["loss"], last["accuracy"], last["tokens_per_second"])
-        window, window_start, window_time = None, state.step, time.time()
-      if bar is not None:
-        bar.update(1)
-        if last:
-          bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}",
-                          tok_s=f"{last['tokens_per_second']:.0f}", refresh=False)
-      if eval_dataset_cfg is not None and (state.step % eval_period == 0 or at_end):
-        metrics = evaluate(trainer, state.params, eval_dataset_cfg, seed=seed, max_batches=eval_steps)
-        last.update({f"eval/{k}": v for k, v in metrics.items()})
-        writer.write(state.step, "eval", metrics, split=eval_dataset_cfg.split,
-                     task=eval_dataset_cfg.mixture_or_task_name)
-        logging.info("eval at step %d: loss %.4f  accuracy %.4f", state.step, metrics["loss"],
-                     metrics["accuracy"])
-      if infer_eval_cfg is not None and (state.step % eval_period == 0 or at_end):
-        results = inference.evaluate(model, state.params, partitioner, infer_eval_cfg)
-        inference.write_results(writer, model_dir, state.step, infer_eval_cfg, results)
-        for task_name, (metrics, _) in results.items():
-          last.update({f"infer/{task_name}/{k}": v for k, v in metrics.items()})
-      if state.step % checkpoint_period == 0 or at_end:
-        save()
-  except KeyboardInterrupt:
-    # Keep the work done so far: rerunning the same command resumes from here.
-    logging.warning("Interrupted at step %d; saving a checkpoint before exiting.", state.step)
-    if state.step not in ckpts.all_steps():
-      save()
-    raise
+    with interrupts.stop_requests() as stops:
+      while run.state.step < total_steps:
+        signal_name = stops.should_stop(run.state.step)
+        if signal_name is not None:
+          run.stop(signal_name)
+        run.step()
+        at_end = run.state.step == total_steps
+        for action in actions:
+          if action.due(run.state.step, at_end):
+            action.run()
   finally:
-    if bar is not None:
-      bar.close()
-    ckpts.close()
-    writer.close()
-  return last
+    run.close()
+  return run.last
 
 
-def _initial_state(trainer: Trainer, ckpts, model_dir, iterator, initial_checkpoint_path,
-                   initial_checkpoint_load, param_initializer) -> TrainState:
+class _Run:
+  """The state and the actions of one `train` call (the loop itself is in `train`)."""
+
+  def __init__(self, model, train_cfg: data.DatasetConfig, eval_dataset_cfg, infer_eval_cfg,
+               partitioner, model_dir: str, total_steps: int, seed: int, eval_cfg: EvalConfig,
+               checkpoint_cfg: CheckpointConfig, init_cfg: InitConfig):
+    self.model, self.train_cfg, self.model_dir, self.seed = model, train_cfg, model_dir, seed
+    self.eval_dataset_cfg, self.infer_eval_cfg = eval_dataset_cfg, infer_eval_cfg
+    self.eval_cfg, self.checkpoint_cfg = eval_cfg, checkpoint_cfg
+    optimizer, self.schedule = optimizers.create_optimizer_and_schedule()
+    self.trainer = Trainer(model, partitioner, optimizer, seed)
+    self.ckpts = checkpoints.TrainingCheckpoints(model_dir, keep=checkpoint_cfg.keep,
+                                                 async_save=checkpoint_cfg.async_save)
+    self.writer = metrics_writer.MetricsWriter(model_dir)
+    self.meta = {"model": dataclasses.asdict(model.config), "seed": seed}
+    self.counter = data.TruncationCounter(train_cfg.task_feature_lengths)
+    self.iterator = data.CheckpointableIterator(data.build_dataset(
+        train_cfg, seed=seed, shard_info=data.shard_info(), num_epochs=None, counter=self.counter))
+    self.state = _initial_state(self.trainer, self.ckpts, model_dir, self.iterator, init_cfg)
+    _write_config(model_dir)
+    model_info.write(model_dir, self.trainer.abstract_params, model.logical_axes())
+    self.writer.write_text("config", gin.config_str())
+    if self.state.step >= total_steps:
+      logging.info("MODEL_DIR %s is already at step %d >= TRAIN_STEPS=%d; nothing to do.",
+                   model_dir, self.state.step, total_steps)
+    self.inference = None
+    self.window = train_loop.MetricWindow(_add, self.state.step)
+    self.progress = train_loop.Progress(total_steps, self.state.step)
+    self.last: Dict[str, float] = {}
+    self.saved_step: Optional[int] = self.ckpts.latest_step()
+    self.checkpoint_seconds: Optional[float] = None
+    self._warned: set = set()
+    self._compilation_logged = False
+
+  def step(self) -> None:
+    batch = data.to_global_batch(next(self.iterator), self.trainer.partitioner)
+    compiled_before = self.trainer.compilation_seconds
+    self.state, sums = self.trainer.train_step(self.state, batch)
+    self.window.add(sums)
+    if self.trainer.compilation_seconds != compiled_before:
+      self.window.pause(self.trainer.compilation_seconds)
+    self.progress.step()
+
+  def _timed(self, fn):
+    """Runs `fn` with its time left out of the training throughput; returns its seconds."""
+    started = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - started
+    self.window.pause(seconds)
+    return seconds
+
+  # ------------------------------------------------------------------- actions
+  def log(self) -> None:
+    step = self.state.step
+    if self.window.sums is None:
+      return
+    sums, steps, seconds = self.window.fetch(step)
+    self._check_finite(sums)
+    values = models.summarize_metrics(sums)
+    values["learning_rate"] = float(self.schedule(max(step - 1, 0)))
+    values.update(train_loop.timing_metrics(steps, seconds, self.train_cfg.batch_size,
+                                            self.train_cfg.task_feature_lengths))
+    if self.trainer.compilation_seconds and not self._compilation_logged:
+      values["timing/compilation_seconds"] = self.trainer.compilation_seconds
+      self._compilation_logged = True
+    if self.checkpoint_seconds is not None:
+      values["timing/checkpoint_seconds"] = self.checkpoint_seconds
+      self.checkpoint_seconds = None
+    values.update({f"truncation/{k}": v for k, v in data.log_truncation(
+        self.counter, self.train_cfg.split, self._warned).items()})
+    self.writer.write(step, "train", values, split=self.train_cfg.split,
+                      task=self.train_cfg.mixture_or_task_name)
+    self.last.update(values)
+    self.progress.record(step, values)
+    self.window.reset(step)
+
+  def train_eval(self) -> None:
+    def run():
+      cfg = self.eval_dataset_cfg
+      metrics = evaluate(self.trainer, self.state.params, cfg, seed=self.seed,
+                         max_batches=self.eval_cfg.steps)
+      self.last.update({f"eval/{k}": v for k, v in metrics.items()})
+      self.writer.write(self.state.step, "eval", metrics, split=cfg.split,
+                        task=cfg.mixture_or_task_name)
+      logging.info("eval at step %d: loss/token %.4f  accuracy %.4f", self.state.step,
+                   metrics["loss_per_nonpadding_target_token"], metrics["accuracy"])
+    self._timed(run)
+
+  def infer_eval(self) -> None:
+    def run():
+      if self.inference is None:  # examples read and decoding compiled once per run
+        self.inference = inference.InferenceEvaluator(
+            self.model, self.trainer.partitioner, self.infer_eval_cfg, self.trainer.param_shardings)
+      results = self.inference.evaluate(self.state.params)
+      inference.write_results(self.writer, self.model_dir, self.state.step, self.infer_eval_cfg,
+                              results)
+      for task_name, (metrics, _) in results.items():
+        self.last.update({f"infer/{task_name}/{k}": v for k, v in metrics.items()})
+    self._timed(run)
+
+  def checkpoint(self) -> None:
+    if self.saved_step == self.state.step:
+      return
+    if self.window.sums is not None:  # never write a checkpoint of NaN parameters
+      self._check_finite({"nonfinite_step": jax.device_get(self.window.sums["nonfinite_step"])})
+    state = self.state
+    self.checkpoint_seconds = self._timed(lambda: self.ckpts.save(
+        state.step, state.params, state.opt_state, self.meta, iterator=self.iterator))
+    self.saved_step = state.step
+
+  def _check_finite(self, sums) -> None:
+    bad = int(sums["nonfinite_step"])
+    if bad != NO_STEP:
+      self.ckpts.wait()
+      last = (checkpoints.step_dir(self.model_dir, self.saved_step) if self.saved_step is not None
+              else "none (no checkpoint was written)")
+      raise NonFiniteLossError(
+          f"The training loss became NaN or inf at step {bad + 1}; stopped without saving it. "
+          f"Last good checkpoint: {last}. Lower the learning rate or check the data.")
+
+  def stop(self, signal_name: str) -> None:
+    """Saves the last finished step (and logs its metrics), then raises TrainingInterrupted."""
+    self.log()
+    self.checkpoint()
+    self.ckpts.wait()
+    raise interrupts.TrainingInterrupted(
+        signal_name, self.state.step, checkpoints.step_dir(self.model_dir, self.state.step))
+
+  def close(self) -> None:
+    self.progress.close()
+    self.ckpts.close()
+    self.writer.close()
+
+
+def _initial_state(trainer: Trainer, ckpts, model_dir, iterator, init_cfg: InitConfig) -> TrainState:
   """Resumes from MODEL_DIR's latest checkpoint, else builds the initial parameters."""
   latest = ckpts.latest_step()
   if latest is not None:
     logging.info("Resuming from %s", checkpoints.step_dir(model_dir, latest))
-    params, opt_state = ckpts.restore(latest, trainer.abstract_params, trainer.abstract_opt_state)
-    prefix = _iterator_prefix(model_dir, latest)
-    if os.path.exists(prefix + ".index"):
-      iterator.restore(prefix)
-    else:
-      logging.warning("No saved data position for step %d; skipping %d batches instead.", latest,
-                      latest)
-      for _ in range(latest):
-        next(iterator)
+    params, opt_state = ckpts.restore(latest, trainer.abstract_params, trainer.abstract_opt_state,
+                                      iterator=iterator)
     return TrainState(latest, params, opt_state)
-  if initial_checkpoint_path:
-    logging.info("Initial parameters from %s (%s)", initial_checkpoint_path, initial_checkpoint_load)
-    params = trainer.params_from_checkpoint(initial_checkpoint_path, initial_checkpoint_load)
+  if init_cfg.checkpoint_path:
+    logging.info("Initial parameters from %s (%s)", init_cfg.checkpoint_path,
+                 init_cfg.checkpoint_load)
+    params = trainer.params_from_checkpoint(init_cfg.checkpoint_path, init_cfg.checkpoint_load)
   else:
     params = trainer.random_params()
-  if param_initializer is not None:
-    params = param_initializer(params, partitioner=trainer.partitioner, seed=trainer.seed)
+  if init_cfg.param_initializer is not None:
+    params = init_cfg.param_initializer(params, partitioner=trainer.partitioner, seed=trainer.seed)
   return TrainState(0, params, trainer.init_opt_state(params))
 
 
 def _write_config(model_dir: str) -> None:
   if jax.process_index() == 0:
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "config.gin"), "w") as f:
-      f.write(gin.config_str())
+    paths.write_atomic(paths.join(model_dir, "config.gin"), gin.config_str())
 
 
 def num_params(params) -> int:
@@ -356,11 +460,8 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                         eval_steps: Optional[int] = None, seed: int = 42) -> Dict[str, float]:
   """Teacher-forced metrics of one checkpoint on a split, written to `output_dir` (eval.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
-  trainer = Trainer(model, partitioner, optimizers.create_optimizer(), seed)
-  params = trainer.params_from_checkpoint(checkpoint_path)
-  step_dir = (checkpoint_path if checkpoints.is_checkpoint_dir(checkpoint_path)
-              else checkpoints.latest_checkpoint_step_dir(checkpoint_path))
-  step = int(checkpoints.read_meta(step_dir).get("step", 0))
+  trainer = Trainer(model, partitioner, optimizer=None, seed=seed)
+  params, step = checkpoint_resolver.read_params(checkpoint_path, trainer.abstract_params)
   metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps)
   writer = metrics_writer.MetricsWriter(output_dir)
   writer.write(step, "eval", metrics, split=dataset_cfg.split, task=dataset_cfg.mixture_or_task_name)

@@ -112,6 +112,8 @@ def test_every_gin_file_in_the_repository_parses():
   assert len(files) > 60
   for path in files:
     rel = os.path.relpath(path, ROOT)
+    if rel.startswith("gin/t5x/"):  # for t5x's binary: tests/test_t5x_gin.py, test_t5x_interop.py
+      continue
     if rel.startswith(("gin/experiments/pretrain", "gin/experiments/finetune")):
       files_ = [rel]
     elif rel.startswith(("gin/models", "gin/experiments/paper_model")):

@@ -90,7 +90,11 @@ def test_metrics_count_only_real_targets():
   assert float(sums["num_tokens"]) == 3.0
   summary = models.summarize_metrics(jax.device_get(sums))
   assert 0.0 <= summary["accuracy"] <= 1.0
-  assert summary["loss"] == pytest.approx(float(sums["loss_sum"]) / 3.0)
+  # t5x's names: `loss` is the step's summed loss, the per-token loss counts real targets only.
+  assert summary["loss"] == pytest.approx(float(sums["loss_sum"]))
+  assert summary["loss_per_nonpadding_target_token"] == pytest.approx(float(sums["loss_sum"]) / 3.0)
+  assert summary["loss_per_all_target_tokens"] == pytest.approx(float(sums["loss_sum"]) / 4.0)
+  assert summary["non_padding_fraction/loss_weights"] == pytest.approx(0.75)
 
 
 def test_packed_examples_score_as_if_alone():

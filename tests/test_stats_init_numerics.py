@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import serialization
 from flax import traverse_util
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import models
@@ -44,10 +44,13 @@ def _reference():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=21, max_size=21),
+@given(st.lists(st.floats(-1e4, 1e4, allow_nan=False, allow_subnormal=False, width=32),
+                min_size=21, max_size=21),
        st.integers(-30, 30))
 def test_sums_are_exact_up_to_the_quantum(values, exponent):
   x = (np.array(values, np.float32) * np.float32(2.0 ** exponent)).reshape(3, 7)
+  # XLA:CPU flushes subnormal float32 inputs to zero, so they are outside the exact range.
+  assume(np.all((x == 0) | (np.abs(x) >= np.finfo(np.float32).tiny)))
   moments = statistics.parameter_moments({"x": jax.numpy.asarray(x)})["x"]
   exact = sum(Fraction(float(v)) for v in x.ravel())
   quantum = Fraction(2) ** (math.frexp(float(np.abs(x).max() or 1))[1] - 30)

@@ -43,7 +43,10 @@ def test_loss_falls_and_run_directory_is_complete(trained_dir):
   assert [r["step"] for r in evals] == [50, 100, 150]
   assert evals[-1]["accuracy"] > evals[0]["accuracy"]
   assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
-  assert sorted(os.listdir(os.path.join(trained_dir, "data_iterators"))) == ["step_100", "step_150"]
+  assert not os.path.exists(os.path.join(trained_dir, "data_iterators"))
+  for step in (100, 150):  # the data position is an item of each checkpoint, pruned with it
+    item = os.path.join(checkpoints.step_dir(trained_dir, step), checkpoints.ITERATOR_ITEM)
+    assert os.path.exists(os.path.join(item, "process_0.index"))
   assert os.listdir(os.path.join(trained_dir, "train"))
   assert os.listdir(os.path.join(trained_dir, "training_eval", toy_tasks.TOY_TASK))
   config = open(os.path.join(trained_dir, "config.gin")).read()
@@ -210,9 +213,13 @@ def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
   assert train.main(args, entry_point=inference.infer) == 0
   record = _records(out, "infer")[0]
   assert record["step"] == 150 and 0.0 <= record["sequence_accuracy"] <= 100.0
-  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-predictions.jsonl")) as f:
+  # seqio's logger file names: every decoded example per step, one metrics line per eval.
+  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-000150.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   assert len(rows) == 40 and {"input", "target", "prediction"} <= set(rows[0])
+  with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-metrics.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  assert [m["step"] for m in lines] == [150] and "sequence_accuracy" in lines[0]
 
 
 @pytest.mark.parametrize("load", ["all", "all_but_embedding"])

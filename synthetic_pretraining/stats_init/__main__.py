@@ -2,7 +2,7 @@ r"""Writes a statistics-only initialised checkpoint that INITIAL_CHECKPOINT_PATH
 
   python -m synthetic_pretraining.stats_init --gin_file=gin/models/t5_1_0/small.gin \
     --checkpoint=runs/lime --scheme=per_param_grouping___init_scale --output_dir=runs/init \
-    [--stats_out=stats.json] [--seed=42] [--gin.NAME=VALUE ...]
+    [--stats_out=stats.json] [--seed=42] [--output_format=t5x] [--gin.NAME=VALUE ...]
 
 Sources (--checkpoint): one of our checkpoints or MODEL_DIRs, a t5x checkpoint (msgpack file,
 tensorstore or orbax directory), or a stats.json (then --scheme may be left out). Instead of a
@@ -11,11 +11,12 @@ random model to a constant / draw them from N(0, STD) (Table 3: --set pre_attn_l
 The model comes from the gin files; parameters outside every group keep the random
 initialisation the trainer would give them with the same seed. stats.json goes to --stats_out,
 by default OUTPUT_DIR/stats.json. `--list_schemes` prints the valid schemes.
+`--output_format=t5x` writes OUTPUT_DIR/checkpoint_0 in t5x's layout instead, for t5x's own
+INITIAL_CHECKPOINT_PATH (docs/t5x.md).
 """
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 
 import gin
@@ -26,6 +27,8 @@ from synthetic_pretraining import checkpoints
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import models
 from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
+from synthetic_pretraining import t5x_export
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
@@ -45,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--std", action="append", default=[], metavar="NAME=STD",
                  help="draw a parameter set (or pattern) from N(0, STD)")
   p.add_argument("--output_dir", help="where to write the params-only checkpoint")
+  p.add_argument("--output_format", choices=("orbax", "t5x"), default="orbax",
+                 help="orbax: our params-only checkpoint (INITIAL_CHECKPOINT_PATH=OUTPUT_DIR); "
+                      "t5x: t5x's layout (INITIAL_CHECKPOINT_PATH=OUTPUT_DIR/checkpoint_0)")
   p.add_argument("--stats_out", help="where to write stats.json (default OUTPUT_DIR/stats.json)")
   p.add_argument("--seed", type=int, default=42, help="the run's seed (as trainer.train.seed)")
   p.add_argument("--keep_random", action="append", default=None, metavar="PATTERN",
@@ -86,8 +92,11 @@ def run(args, gin_files, bindings) -> str:
     raise StatsInitError(f"--scheme is required; one of: {', '.join(procedures.scheme_names())}.")
   if not args.output_dir:
     raise StatsInitError("--output_dir is required.")
-  if os.path.exists(os.path.join(args.output_dir, "params")):
+  if paths.exists(paths.join(args.output_dir, "params")):
     raise FileExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
+  if paths.exists(paths.join(t5x_export.checkpoint_dir(args.output_dir), "checkpoint")):
+    raise FileExistsError(f"{args.output_dir} already holds a t5x checkpoint; choose an empty "
+                          "directory.")
   if not gin_files:
     raise StatsInitError("Give the model with --gin_file (e.g. gin/models/t5_1_0/small.gin).")
   gin.clear_config()  # a fresh configuration per call, also when called in-process
@@ -123,14 +132,17 @@ def run(args, gin_files, bindings) -> str:
   summary = transform.summarize(plan, abstract)
   meta = {"model": dataclasses.asdict(model.config), "seed": args.seed,
           "stats_init": {"scheme": plan.scheme, "source": plan.source, "groups": summary.groups}}
-  checkpoints.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
-  stats_out = args.stats_out or os.path.join(args.output_dir, "stats.json")
+  if args.output_format == "t5x":
+    t5x_export.write_checkpoint(args.output_dir, params, step=0)
+  else:
+    checkpoints.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
+  stats_out = paths.as_str(args.stats_out or paths.join(args.output_dir, "stats.json"))
   artifact.write(plan, stats_out)
   if jax.process_index() == 0:
     print(f"{plan.scheme}: {summary.groups} groups, {summary.drawn_arrays} arrays "
           f"({summary.drawn_values:,} values) drawn from the statistics of {plan.source}; "
-          f"{summary.kept_arrays} kept random.\nWrote {os.path.abspath(args.output_dir)} "
-          f"and {os.path.abspath(stats_out)}.")
+          f"{summary.kept_arrays} kept random.\nWrote {paths.as_str(args.output_dir)} "
+          f"and {stats_out}.")
   return stats_out
 
 

@@ -1,4 +1,4 @@
-"""Gin-configurable parameter initialisers for the trainer (`trainer.train.param_initializer`).
+"""Gin-configurable parameter initialisers for the trainer (`trainer.InitConfig.param_initializer`).
 
 Each is called as `initializer(random_params, *, partitioner, seed) -> params` with the freshly
 random-initialised, sharded parameters, and returns a tree of the same structure, shapes,

@@ -85,18 +85,20 @@ def _int_sum(rows):
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _digit_sum(x, square, shift, scale, low, high, carry):
+def _digit_sum(x, square, shift, pre, post, low, high, carry):
   """Exact sum over the array of one digit of floor(v + 1/2), as int32 limbs.
 
-  v = scale * x, or scale * (x - shift)^2 when `square`; the digit is
+  v = scale * x, or scale * (x - shift)^2 when `square`, with the power-of-two scale applied as
+  two float32 factors (`pre` before squaring, `post` after) so that neither the scaled values
+  nor their squares leave float32's normal range; the digit is
   floor(v' * low) - carry * floor(v' * high) with v' = v + 1/2, low = 2^(-b i),
   high = 2^(-b (i + 1)) and carry = 2^b (0 for the top digit). The digit is traced, so one
   compilation per pass serves every digit (a traced `square` would stop XLA fusing the pass).
   """
   x = jnp.asarray(x, jnp.float32)
   x = x.reshape((1,)) if x.ndim == 0 else x
-  d = x - shift
-  v = (d * d if square else x) * scale + np.float32(0.5)
+  d = (x - shift) * pre if square else x * pre
+  v = (d * d if square else d) * post + np.float32(0.5)
   digits = jnp.floor(v * low) - carry * jnp.floor(v * high)
   rows = jnp.sum(digits, axis=-1)   # exact: every partial sum is an integer below 2^24
   return _int_sum(rows.astype(jnp.int32))
@@ -115,12 +117,25 @@ def _min_max(x):
 
 
 def _scale_exponent(bound: float) -> int:
-  """e with bound < 2^e; values are scaled by 2^(30 - e) (kept inside float32's range)."""
-  e = math.frexp(bound)[1]
-  return max(_BITS - 127, min(e, _BITS + 126))
+  """e with bound < 2^e; values (or squares) are scaled by 2^(30 - e)."""
+  return math.frexp(bound)[1]
 
 
-def _exact_sum(x, square: bool, shift, scale):
+def _scale_factors(k: int, square: bool):
+  """(pre, post): float32 powers of two whose product (pre^2 * post when squaring) is 2^k.
+
+  One float32 factor reaches only 2^±126, while scaling the squares of parameters near 1e-30
+  needs far more; each factor stays a normal float32, so every multiplication is exact.
+  """
+  clamp = lambda v: max(-126, min(127, v))
+  first = clamp(k // 2 if square else k)
+  rest = k - (2 * first if square else first)
+  if clamp(rest) != rest:
+    raise StatsInitError(f"values of magnitude 2^{_BITS - k} are out of the exact statistics' range")
+  return np.float32(2.0 ** first), np.float32(2.0 ** rest)
+
+
+def _exact_sum(x, square: bool, shift, e: int):
   """Dispatches one reduction per digit; returns a function collecting the exact integer."""
   shape = x.shape if x.ndim else (1,)
   bits = _digit_bits(shape[-1])
@@ -128,8 +143,9 @@ def _exact_sum(x, square: bool, shift, scale):
   f32 = lambda v: np.float32(v)
   # Each call is waited for before the next is dispatched: with more (fake) devices than cores,
   # XLA:CPU can deadlock when several programs' cross-device reductions are in flight at once.
+  pre, post = _scale_factors(_BITS - e, square)
   parts = [jax.block_until_ready(
-      _digit_sum(x, bool(square), f32(shift), f32(scale), f32(2.0 ** (-bits * i)),
+      _digit_sum(x, bool(square), f32(shift), pre, post, f32(2.0 ** (-bits * i)),
                  f32(2.0 ** (-bits * (i + 1))), f32(2.0 ** bits if i + 1 < num_digits else 0)))
            for i in range(num_digits)]
 
@@ -161,7 +177,7 @@ def parameter_moments(arrays: Mapping[str, jax.Array]) -> Dict[str, Moments]:
                            f"{int(np.prod(arrays[n].shape))} are NaN or inf); no statistics.")
     bounds[n] = (lo, hi)
     e = _scale_exponent(max(abs(lo), abs(hi)))
-    pending[n] = (e, _exact_sum(arrays[n], False, 0.0, 2.0 ** (_BITS - e)))
+    pending[n] = (e, _exact_sum(arrays[n], False, 0.0, e))
   totals = {n: Fraction(collect()) * Fraction(2) ** (e - _BITS)
             for n, (e, collect) in pending.items()}
   shifts = {}
@@ -172,7 +188,7 @@ def parameter_moments(arrays: Mapping[str, jax.Array]) -> Dict[str, Moments]:
     # float32 rounding can push a square slightly past the float64 bound: leave a margin.
     bound = max(abs(lo - float(shifts[n])), abs(hi - float(shifts[n]))) ** 2 * (1 + 2**-20)
     e = _scale_exponent(bound)
-    pending[n] = (e, _exact_sum(arrays[n], True, shifts[n], 2.0 ** (_BITS - e)))
+    pending[n] = (e, _exact_sum(arrays[n], True, shifts[n], e))
   return {n: Moments(count=int(np.prod(arrays[n].shape)), total=totals[n],
                      shift=Fraction(float(shifts[n])),
                      centred_sq=Fraction(collect()) * Fraction(2) ** (e - _BITS))

@@ -20,6 +20,7 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from synthetic_pretraining import checkpoints
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
@@ -42,20 +43,10 @@ def abstract_of(params) -> Dict[str, jax.ShapeDtypeStruct]:
 
 def check_architecture(source_metadata: Mapping, target: Mapping, where: str) -> None:
   """Raises ArchitectureMismatchError naming every parameter whose path or shape differs."""
-  problems = []
-  for name in sorted(set(source_metadata) | set(target), key=groupings.natural_key):
-    if name not in target:
-      problems.append(f"  {name}: in the source {tuple(source_metadata[name][0])}, not in the model")
-    elif name not in source_metadata:
-      problems.append(f"  {name}: in the model {tuple(target[name].shape)}, not in the source")
-    elif tuple(source_metadata[name][0]) != tuple(target[name].shape):
-      problems.append(f"  {name}: source {tuple(source_metadata[name][0])} vs model "
-                      f"{tuple(target[name].shape)}")
-  if problems:
-    raise ArchitectureMismatchError(
-        f"The statistics source {where} has another architecture than the model; "
-        f"{len(problems)} parameter(s) differ:\n" + "\n".join(problems[:40]) +
-        ("\n  ..." if len(problems) > 40 else ""))
+  try:
+    checkpoints.check_architecture(source_metadata, target, where, noun="source")
+  except checkpoints.CheckpointMismatchError as e:
+    raise ArchitectureMismatchError(str(e)) from None
 
 
 def _devices(target: Mapping[str, jax.ShapeDtypeStruct]) -> List[jax.Device]:

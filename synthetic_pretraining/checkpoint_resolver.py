@@ -1,0 +1,100 @@
+"""What is at this path? The one place that classifies a checkpoint path, local or gs://.
+
+    found = checkpoint_resolver.resolve("gs://bucket/pretrain/set")
+    found.kind      # 'ours', 't5x_msgpack', 't5x_tensorstore', 't5x_orbax' or 'stats'
+    found.step_dir  # the checkpoint directory (a MODEL_DIR resolves to its latest step)
+    found.step
+    found.source    # a ParamSource reading its parameters sharded (None for 'stats')
+
+The trainer (INITIAL_CHECKPOINT_PATH), `eval`, `infer`, `inspect_checkpoint` and `stats_init`
+all ask here, so they accept the same paths and fail with the same message.
+"""
+import dataclasses
+import logging
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from flax import traverse_util
+
+from synthetic_pretraining import checkpoints
+from synthetic_pretraining import paths
+from synthetic_pretraining import t5x_checkpoints
+from synthetic_pretraining.param_source import ParamSource
+
+EXPECTED = ("one of our checkpoints (a checkpoint_<step> directory, a params-only checkpoint or "
+            "a MODEL_DIR holding them), a t5x checkpoint (a .msgpack file, a directory with a "
+            "'checkpoint' file or a 'state' item, or a t5x MODEL_DIR)")
+
+
+@dataclasses.dataclass
+class ResolvedCheckpoint:
+  """A classified checkpoint path. `source` is opened lazily (it reads metadata)."""
+  path: str
+  kind: str
+  step_dir: str
+  _opener: Optional[Callable[[], ParamSource]] = dataclasses.field(default=None, repr=False)
+  _source: Optional[ParamSource] = dataclasses.field(default=None, repr=False)
+
+  @property
+  def source(self) -> Optional[ParamSource]:
+    if self._source is None and self._opener is not None:
+      self._source = self._opener()
+    return self._source
+
+  @property
+  def step(self) -> int:
+    return self.source.step if self.source is not None else 0
+
+
+def _classify_dir(directory: str) -> Optional[ResolvedCheckpoint]:
+  if checkpoints.is_checkpoint_dir(directory):
+    return ResolvedCheckpoint(directory, "ours", directory,
+                              lambda: checkpoints.OrbaxParamSource(directory))
+  if t5x_checkpoints.is_step_dir(directory):
+    kind = "t5x_orbax" if paths.isdir(paths.join(directory, "state")) else "t5x_tensorstore"
+    return ResolvedCheckpoint(directory, kind, directory,
+                              lambda: t5x_checkpoints.step_dir_source(directory))
+  return None
+
+
+def resolve(path: str, *, allow_stats: bool = False) -> ResolvedCheckpoint:
+  """Classifies `path` (see the module docstring); FileNotFoundError naming what was expected."""
+  path = paths.as_str(path)
+  if paths.isdir(path):
+    found = _classify_dir(path)
+    if found is None:
+      latest = checkpoints.latest_checkpoint_step_dir(path)
+      if latest is not None:
+        found = _classify_dir(latest)
+        if found is not None:
+          logging.info("Using the latest checkpoint in %s: %s", path, latest)
+          found.path = path
+    if found is not None:
+      return found
+    raise FileNotFoundError(f"{path} holds no checkpoint: expected {EXPECTED}.")
+  if paths.exists(path):
+    if path.endswith(".json"):
+      if allow_stats:
+        return ResolvedCheckpoint(path, "stats", path)
+      raise FileNotFoundError(f"{path} is a statistics file, not a checkpoint: expected {EXPECTED}. "
+                              "Statistics files are read by stats_init (--stats_file, STATS_SOURCE).")
+    if path.rsplit("/", 1)[-1] == "checkpoint":
+      return resolve(path.rsplit("/", 1)[0], allow_stats=allow_stats)
+    return ResolvedCheckpoint(path, "t5x_msgpack", path,
+                              lambda: t5x_checkpoints.msgpack_source(path))
+  raise FileNotFoundError(f"No checkpoint at {path}: nothing exists there (expected {EXPECTED}).")
+
+
+def read_params(path: str, abstract_params, skip: Sequence[str] = ()) -> Tuple[Dict, int]:
+  """(parameter tree, step) of the checkpoint at `path`, read sharded into `abstract_params`.
+
+  The architecture is checked against the model first. Parameters named in `skip` are not read
+  and come back as None (the caller fills them in, e.g. a fresh embedding).
+  """
+  found = resolve(path)
+  source = found.source
+  wanted = checkpoints.flat_abstract(abstract_params)
+  checkpoints.check_architecture(source.metadata(), wanted, source.description)
+  arrays = source.read({p: t for p, t in wanted.items() if p not in skip})
+  logging.info("Parameters from %s (%s, step %d).", found.step_dir, found.kind, source.step)
+  tree: Dict[str, Any] = traverse_util.unflatten_dict({p: arrays.get(p) for p in wanted}, sep="/")
+  return tree, source.step
