@@ -184,7 +184,8 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
     raise PrecompileError(f"BATCH_SIZE={batch_size} is not divisible by the data-parallel size "
                           f"{partitioner.data_parallelism} of {topology} with num_partitions="
                           f"{partitioner.num_partitions}.")
-  trainer = trainer_lib.Trainer(model, partitioner, optimizers.create_optimizer(), seed)
+  trainer = trainer_lib.Trainer(model, partitioner,
+                               optimizers.create_optimizer_and_schedule()[0], seed)
   batch = abstract_batch(batch_size, lengths, pack, partitioner)
   params_bytes = per_device_bytes(trainer.abstract_params)
   opt_bytes = per_device_bytes(trainer.abstract_opt_state)
