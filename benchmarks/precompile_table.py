@@ -83,10 +83,11 @@ def markdown(results: dict) -> str:
         lines.append(head + f" {status} |" + " |" * 7)
         continue
       s = r["steps"][0]
+      tflops = "-" if s["flops"] is None else f"{s['flops'] / 1e12:.2f}"
       g = lambda v: f"{v / 2**30:.2f}"  # noqa: E731
       lines.append(head + f" {g(s['params'])} | {g(s['optimizer_state'])} | {g(s['temporaries'])} "
                    f"| {g(s['total'])} | {g(s['hbm'])} | {'yes' if s['fits'] else 'NO'} | "
-                   f"{s['flops'] / 1e12:.2f} | {s['compile_seconds']:.0f} |")
+                   f"{tflops} | {s['compile_seconds']:.0f} |")
   return "\n".join(lines)
 
 

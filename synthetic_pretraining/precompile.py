@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -57,7 +58,7 @@ CHIPS = {
     "v5e": Chip(16 * GIB, megacore=False, cores_in_name=False),
     "v6e": Chip(32 * GIB, megacore=False, cores_in_name=False),
 }
-_TWO_D = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
+_TWO_D = {4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
 _THREE_D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8",
             256: "4x8x8", 512: "8x8x8"}
 # Slice name (as Cloud TPU names accelerator types) -> libtpu topology name.
@@ -84,6 +85,9 @@ def topology_devices(topology: str):
     raise PrecompileError(f"--topology={topology!r} is not a known slice (e.g. v4-128) or libtpu "
                           "topology (e.g. v4:4x4x4); see --help for the list.")
   chip = CHIPS[name.split(":")[0]]
+  # No TPU is opened, so other processes compiling at the same time (tests, the table script)
+  # need not wait for libtpu's single-process lock.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
     import libtpu  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
     from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
@@ -134,20 +138,29 @@ def per_device_bytes(abstract_tree) -> int:
   return total
 
 
+_OUT_OF_MEMORY = re.compile(r"RESOURCE_EXHAUSTED: .*?memory required for [^(]*\(([\d.]+)([KMGT])\)")
+_UNITS = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
 @dataclasses.dataclass
 class StepReport:
-  """Per-device memory (bytes) and cost of one compiled step."""
+  """Per-device memory (bytes) and cost of one compiled step.
+
+  When the TPU compiler runs out of HBM it reports only the temporaries it needed: arguments,
+  outputs, aliasing and code are then None, and total is parameters + optimizer state +
+  temporaries (a lower bound).
+  """
   step: str
   params: int
   optimizer_state: int
-  arguments: int
-  outputs: int
-  aliased: int
+  arguments: Optional[int]
+  outputs: Optional[int]
+  aliased: Optional[int]
   temporaries: int
-  generated_code: int
+  generated_code: Optional[int]
   total: int
   hbm: Optional[int]
-  flops: float
+  flops: Optional[float]
   compile_seconds: float
 
   @property
@@ -157,7 +170,16 @@ class StepReport:
 
 def _report(step: str, lowered, params_bytes: int, opt_bytes: int, hbm: Optional[int]) -> StepReport:
   start = time.time()
-  compiled = lowered.compile()
+  try:
+    compiled = lowered.compile()
+  except jax.errors.JaxRuntimeError as e:
+    # XLA's TPU compiler refuses a program whose buffers exceed HBM; it states what it needed.
+    needed = _OUT_OF_MEMORY.search(str(e))
+    if needed is None:
+      raise
+    temp = int(float(needed.group(1)) * _UNITS[needed.group(2)])
+    return StepReport(step, params_bytes, opt_bytes, None, None, None, temp, None,
+                      params_bytes + opt_bytes + temp, hbm, None, time.time() - start)
   seconds = time.time() - start
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -229,7 +251,8 @@ def format_table(result: dict) -> str:
       value = s[key]
       cells.append("-" if value is None else str(value) if isinstance(value, bool)
                    else f"{value / 2**20:.1f}")
-    cells += ["yes" if s["fits"] else "NO", f"{s['flops']:.3e}", f"{s['compile_seconds']:.1f}s"]
+    cells += ["yes" if s["fits"] else "NO", "-" if s["flops"] is None else f"{s['flops']:.3e}",
+              f"{s['compile_seconds']:.1f}s"]
     lines.append("  ".join(cells))
   return "\n".join(lines)
 

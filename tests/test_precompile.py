@@ -62,7 +62,7 @@ def test_supported_topologies_are_listed_in_help(capsys):
   with pytest.raises(SystemExit):
     precompile.main(["--help"])
   out = capsys.readouterr().out
-  assert "v4-{8,16,32,64,128" in out and "v5e-{1,4" in out and "v3-{8,32" in out
+  assert "v4-{8,16,32,64,128" in out and "v5e-{4,8" in out and "v3-{8,16,32" in out
 
 
 @needs_libtpu
@@ -78,9 +78,9 @@ def test_tpu_slice_compiles_the_cpu_model(tmp_path, capsys):
 @needs_libtpu
 def test_a_model_larger_than_the_chip_fails_with_one_line(tmp_path, capsys):
   # A one-layer model whose 32128 x 131072 embedding alone (16.1 GB) fills a v5e chip's 16 GiB.
-  code, _, err = _run(tmp_path, capsys, "--topology=v5e-1", *TINY, "--no_decode",
+  code, _, err = _run(tmp_path, capsys, "--topology=v5e-4", *TINY, "--no_decode",
                       "--gin.network.T5Config.emb_dim=131072",
                       "--gin.network.T5Config.num_encoder_layers=1",
                       "--gin.network.T5Config.num_decoder_layers=1")
   assert code == precompile.EXIT_DOES_NOT_FIT
-  assert len(err.strip().splitlines()) == 1 and "on v5e-1, more than its 16.00 GiB" in err
+  assert len(err.strip().splitlines()) == 1 and "on v5e-4, more than its 16.00 GiB" in err
