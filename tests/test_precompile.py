@@ -1,9 +1,14 @@
 """AOT compilation of the real train and decode steps: the CPU mesh always, TPU slices with libtpu."""
+import glob
 import importlib.util
 import json
+import os
+import re
 
+import gin
 import pytest
 
+from synthetic_pretraining import gin_utils
 from synthetic_pretraining import precompile
 
 TINY = ["--gin_file=gin/models/t5_1_0/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
@@ -84,3 +89,17 @@ def test_a_model_larger_than_the_chip_fails_with_one_line(tmp_path, capsys):
                       "--gin.network.T5Config.num_decoder_layers=1")
   assert code == precompile.EXIT_DOES_NOT_FIT
   assert len(err.strip().splitlines()) == 1 and "on v5e-4, more than its 16.00 GiB" in err
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(gin_utils.REPO_ROOT, "gin/scale/*.gin"))))
+def test_scale_gin_files_follow_their_model_and_run_files(path):
+  with open(path) as f:
+    text = f.read()
+  model_file = re.search(r"MODEL: (gin/models/\S+\.gin)", text).group(1)
+  gin_utils.parse([model_file, "gin/runs/pretrain.gin", path],
+                  ["MIXTURE_OR_TASK_NAME = 'x'", "MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 1"])
+  config = gin.query_parameter("%MODEL").scoped_configurable_fn().config
+  # The scale file's settings survive the run file (which sets num_partitions itself).
+  assert config.scan_layers == ("scan_layers = True" in text)
+  partitions = int(re.search(r"num_partitions = (\d+)", text).group(1))
+  assert gin.query_parameter("partitioning.PjitPartitioner.num_partitions") == partitions
