@@ -71,6 +71,14 @@ def _file_texts(path: str, seen=None) -> List[str]:
   return texts
 
 
+_REQUIRED_MACRO = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=\s*%gin\.REQUIRED\b", re.M)
+
+
+def required_macros(gin_files: Sequence[str]) -> List[str]:
+  """Macros the gin files (and their includes) declare as `%gin.REQUIRED`."""
+  return sorted({m for f in gin_files for t in _file_texts(f) for m in _REQUIRED_MACRO.findall(t)})
+
+
 def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   """Parses gin files and bindings; unknown configurables and unused macros are errors.
 

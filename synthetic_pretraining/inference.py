@@ -73,6 +73,15 @@ def _until_eos(ids, eos_id: int) -> List[int]:
   return ids[: ids.index(eos_id)] if eos_id in ids else [i for i in ids if i != 0]
 
 
+def jit_predict_step(model: models.EncoderDecoderModel, param_shardings, batch_sharding,
+                     max_length: int, num_decodes: int = 1, alpha: float = 0.6, eos_id: int = 1):
+  """The jitted decode step `(params, encoder tokens) -> ids` (also AOT-compiled by precompile)."""
+  return jax.jit(lambda p, tokens: model.predict_batch(
+      p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
+      num_decodes=num_decodes, alpha=alpha, eos_id=eos_id),
+                 in_shardings=(param_shardings, batch_sharding))
+
+
 class Decoder:
   """Decodes batches of examples with one compiled function, reused for every call.
 
@@ -86,11 +95,8 @@ class Decoder:
     self.cfg, self.partitioner, self.eos_id = cfg, partitioner, eos_id
     max_length = cfg.max_decode_length or cfg.task_feature_lengths["targets"]
     self.batch_sharding = partitioner.batch_sharding(2)
-    self.predict = jax.jit(
-        lambda p, tokens: model.predict_batch(
-            p, {"encoder_input_tokens": tokens}, max_decode_length=max_length,
-            num_decodes=cfg.num_decodes, alpha=cfg.alpha, eos_id=eos_id),
-        in_shardings=(param_shardings, self.batch_sharding))
+    self.predict = jit_predict_step(model, param_shardings, self.batch_sharding, max_length,
+                                    cfg.num_decodes, cfg.alpha, eos_id)
 
   def __call__(self, params, examples: List[dict]) -> List[List[int]]:
     """Predicted token ids (without EOS) for each example."""

@@ -17,6 +17,15 @@ from synthetic_pretraining import layers
 from synthetic_pretraining import partitioning
 
 
+# Named activation-checkpointing policies: what each layer keeps for the backward pass.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class T5Config:
@@ -32,6 +41,14 @@ class T5Config:
       `decoder/logits_dense` (T5 1.1).
     dropout_rate: dropout after embeddings, attention weights, sub-blocks and the MLP hidden layer.
     dtype: activation dtype ('float32' or 'bfloat16'); parameters are always float32.
+    remat_policy: activation checkpointing of each encoder/decoder layer: 'none' keeps every
+      activation for the backward pass; 'full' recomputes the whole layer; 'dots_saveable' and
+      'dots_with_no_batch_dims_saveable' keep (some) matmul outputs and recompute the rest
+      (`jax.checkpoint_policies`). Same numbers, less memory, more FLOPs.
+    scan_layers: run the layers of each stack as one `lax.scan` (constant compile time in depth).
+      Parameters keep t5x's per-layer paths (`encoder/layers_0/...`): the scan runs over a
+      stacked view built inside the step, so checkpoints need no conversion. Decoding keeps the
+      layer loop. See `_scan_layers` for what does and does not stay equal.
   """
   vocab_size: Optional[int] = 32128
   emb_dim: int = 512
@@ -47,10 +64,15 @@ class T5Config:
   relpos_num_buckets: int = 32
   relpos_max_distance: int = 128
   mlp_activations: Optional[Sequence[str]] = None
+  remat_policy: str = "none"
+  scan_layers: bool = False
 
   def __post_init__(self):
     if self.mlp_activations is not None:
       object.__setattr__(self, "activations", tuple(self.mlp_activations))
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"T5Config.remat_policy={self.remat_policy!r}; expected one of "
+                       f"{sorted(REMAT_POLICIES)}.")
 
 
 def _dropout(x, rate, deterministic):
@@ -62,7 +84,7 @@ class EncoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, x, bias, *, deterministic):
+  def __call__(self, x, bias, deterministic):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     y = layers.RMSNorm(dtype=dtype, name="pre_attention_layer_norm")(x)
@@ -80,7 +102,7 @@ class DecoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, x, encoded, self_bias, cross_bias, *, deterministic, decode=False):
+  def __call__(self, x, encoded, self_bias, cross_bias, deterministic, decode=False):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     y = layers.RMSNorm(dtype=dtype, name="pre_self_attention_layer_norm")(x)
@@ -101,6 +123,45 @@ class DecoderLayer(nn.Module):
     return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+def _maybe_remat(layer_cls, policy: str, static_argnums):
+  """`layer_cls` under `nn.remat` with the named policy (same parameter paths and dropout)."""
+  if REMAT_POLICIES[policy] is None:
+    return layer_cls
+  return nn.remat(layer_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
+
+
+def _scan_layers(stack: nn.Module, layer_cls, num_layers: int, x, args):
+  """Applies `num_layers` layers of `layer_cls` to `x` as one `lax.scan`.
+
+  The stack's parameters stay stored per layer under t5x's names (`layers_0`, `layers_1`, ...);
+  they are stacked along a new leading axis here, inside the step, and the scan body applies one
+  unbound layer to its slice. So checkpoints, t5x interop and statistics-only init see the same
+  tree with or without scan, and the cost is one stacked copy of the stack's parameters per step.
+  Without dropout the result equals the layer loop up to float reassociation (the tests bound it);
+  with dropout each layer draws its masks from `fold_in(stack rng, layer index)` instead of
+  flax's per-module path, so the masks are equally distributed but not the loop's masks.
+  """
+  cfg = stack.config
+  deterministic = args[-1]
+  params = stack.variables["params"]
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs),
+                         *[params[f"layers_{i}"] for i in range(num_layers)])
+  layer = layer_cls(cfg, parent=None)
+  stack_rng = None if deterministic else stack.make_rng("dropout")
+
+  def body(carry, per_layer):
+    layer_params, index = per_layer
+    rngs = None if deterministic else {"dropout": jax.random.fold_in(stack_rng, index)}
+    return layer.apply({"params": layer_params}, carry, *args, rngs=rngs), None
+
+  policy = REMAT_POLICIES[cfg.remat_policy]
+  if policy is not None:
+    # prevent_cse is unnecessary inside scan (jax.checkpoint's documentation).
+    body = jax.checkpoint(body, policy=policy, prevent_cse=False)
+  x, _ = jax.lax.scan(body, x, (stacked, jnp.arange(num_layers)))
+  return x
+
+
 class Encoder(nn.Module):
   config: T5Config
   token_embedder: nn.Module
@@ -118,8 +179,12 @@ class Encoder(nn.Module):
         name="relpos_bias")(length, length, bidirectional=True)
     x = _dropout(self.token_embedder(tokens), cfg.dropout_rate, deterministic)
     x = partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
-    for i in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic=deterministic)
+    if cfg.scan_layers and not self.is_initializing():
+      x = _scan_layers(self, EncoderLayer, cfg.num_encoder_layers, x, (bias, deterministic))
+    else:
+      layer = _maybe_remat(EncoderLayer, cfg.remat_policy, static_argnums=(3,))
+      for i in range(cfg.num_encoder_layers):
+        x = layer(cfg, name=f"layers_{i}")(x, bias, deterministic)
     x = layers.RMSNorm(dtype=dtype, name="encoder_norm")(x)
     # Unlike every other dropout, t5x draws the encoder's last one per element (no broadcast).
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
@@ -166,9 +231,15 @@ class Decoder(nn.Module):
                                               key_segments=encoder_segment_ids)
     y = _dropout(self.token_embedder(decoder_input_tokens), cfg.dropout_rate, deterministic)
     y = partitioning.with_logical_constraint(y, ("batch", "length", "embed"))
-    for i in range(cfg.num_decoder_layers):
-      y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_bias, cross_bias,
-                                                deterministic=deterministic, decode=decode)
+    if cfg.scan_layers and not decode and not self.is_initializing():
+      y = _scan_layers(self, DecoderLayer, cfg.num_decoder_layers, y,
+                       (encoded, self_bias, cross_bias, deterministic))
+    else:
+      layer = (DecoderLayer if decode else
+               _maybe_remat(DecoderLayer, cfg.remat_policy, static_argnums=(5, 6)))
+      for i in range(cfg.num_decoder_layers):
+        y = layer(cfg, name=f"layers_{i}")(y, encoded, self_bias, cross_bias, deterministic,
+                                           decode)
     y = layers.RMSNorm(dtype=dtype, name="decoder_norm")(y)
     y = _dropout(y, cfg.dropout_rate, deterministic)
     if cfg.logits_via_embedding:

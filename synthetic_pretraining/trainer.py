@@ -109,7 +109,8 @@ class Trainer:
   def _batch_shardings(self, batch):
     return {k: self.partitioner.batch_sharding(v.ndim) for k, v in batch.items()}
 
-  def _compile_train(self, batch):
+  def jit_train_step(self, batch):
+    """The jitted train step for batches shaped like `batch` (also AOT-compiled by precompile)."""
     model, optimizer, dropout_key, part = self.model, self.optimizer, self.dropout_key, self.partitioner
 
     def train_step(params, opt_state, batch, step):
@@ -151,7 +152,7 @@ class Trainer:
     step = jnp.asarray(state.step, jnp.int32)
     if self._train_step is None:
       started = time.perf_counter()
-      self._train_step = self._compile_train(batch).lower(
+      self._train_step = self.jit_train_step(batch).lower(
           state.params, state.opt_state, batch, step).compile()
       self.compilation_seconds = time.perf_counter() - started
     params, opt_state, sums = self._train_step(state.params, state.opt_state, batch, step)

@@ -1,0 +1,328 @@
+r"""Ahead-of-time compilation for a TPU slice on any machine: does this config fit, and how well?
+
+  python -m synthetic_pretraining.precompile --topology=v4-128 \
+    --gin_file=gin/models/t5_1_1/xxl.gin --gin_file=gin/runs/pretrain.gin \
+    --gin.partitioning.PjitPartitioner.num_partitions=8 --output=/tmp/xxl_v4_128
+
+libtpu (`pip install '.[tpu]'`) describes the slice's devices without a TPU being present
+(`jax.experimental.topologies`); the run's own train step (`Trainer.jit_train_step`) and decode
+step (`inference.jit_predict_step`) are lowered with abstract parameters, optimizer state and
+batch sharded over that slice's mesh, and compiled by XLA's TPU compiler. The table gives
+per-device bytes (parameters, optimizer state, arguments, outputs, temporaries, total against the
+chip's HBM), FLOPs and compile time. `--topology=cpu` compiles the same path for this machine's
+devices instead (how the tests exercise it without libtpu).
+
+Exit status: 0 when every step fits, 3 (with one line on stderr) when one does not, 1 on bad input.
+"""
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synthetic_pretraining import gin_utils
+from synthetic_pretraining import inference
+from synthetic_pretraining import models
+from synthetic_pretraining import optimizers
+from synthetic_pretraining import partitioning
+from synthetic_pretraining import paths
+from synthetic_pretraining import trainer as trainer_lib
+
+GIB = 1024 ** 3
+EXIT_DOES_NOT_FIT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """A TPU generation as libtpu describes it: HBM per JAX device and how devices map to chips."""
+  hbm_bytes: int
+  megacore: bool  # one JAX device per chip spanning both TensorCores (v4, v5p)
+  cores_in_name: bool  # slice names count TensorCores (v3-8 = 4 chips) rather than chips
+
+
+# Public per-chip HBM (Cloud TPU system architecture pages); v3 exposes each of a chip's two
+# cores (16 GiB each) as a device.
+CHIPS = {
+    "v3": Chip(16 * GIB, megacore=False, cores_in_name=True),
+    "v4": Chip(32 * GIB, megacore=True, cores_in_name=True),
+    "v5p": Chip(95 * GIB, megacore=True, cores_in_name=True),
+    "v5e": Chip(16 * GIB, megacore=False, cores_in_name=False),
+    "v6e": Chip(32 * GIB, megacore=False, cores_in_name=False),
+}
+_TWO_D = {4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
+_THREE_D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8",
+            256: "4x8x8", 512: "8x8x8"}
+# Slice name (as Cloud TPU names accelerator types) -> libtpu topology name.
+SLICES = {
+    **{f"v3-{2 * n}": f"v3:{t}" for n, t in _TWO_D.items() if 4 <= n <= 256},
+    **{f"v4-{2 * n}": f"v4:{t}" for n, t in _THREE_D.items()},
+    **{f"v5p-{2 * n}": f"v5p:{t}" for n, t in _THREE_D.items()},
+    **{f"v5e-{n}": f"v5e:{t}" for n, t in _TWO_D.items()},
+    **{f"v6e-{n}": f"v6e:{t}" for n, t in _TWO_D.items()},
+}
+_TOPOLOGY_NAME = re.compile(r"^(v3|v4|v5e|v5p|v6e):\d+(x\d+){1,2}$")
+
+
+class PrecompileError(ValueError):
+  """A topology name or the environment is not usable for AOT compilation."""
+
+
+def topology_devices(topology: str):
+  """(devices, HBM bytes per device or None) for a slice name, a libtpu topology name or 'cpu'."""
+  if topology == "cpu":
+    return jax.devices("cpu"), None
+  name = SLICES.get(topology, topology)
+  if not _TOPOLOGY_NAME.match(name):
+    raise PrecompileError(f"--topology={topology!r} is not a known slice (e.g. v4-128) or libtpu "
+                          "topology (e.g. v4:4x4x4); see --help for the list.")
+  chip = CHIPS[name.split(":")[0]]
+  # No TPU is opened, so other processes compiling at the same time (tests, the table script)
+  # need not wait for libtpu's single-process lock.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  try:
+    import libtpu  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise PrecompileError(f"--topology={topology} needs libtpu to describe the slice: "
+                          "pip install 'synthetic_pretraining[tpu]' (or --topology=cpu).") from e
+  kwargs = {"chip_config_name": "megacore"} if chip.megacore else {}
+  try:
+    desc = topologies.get_topology_desc(topology_name=name, platform="tpu", **kwargs)
+  except Exception as e:  # libtpu raises a bare RuntimeError/XlaRuntimeError
+    raise PrecompileError(f"libtpu cannot describe --topology={topology} ({name}): "
+                          f"{str(e).splitlines()[0]}") from e
+  return list(desc.devices), chip.hbm_bytes
+
+
+@gin.configurable
+def precompile_inputs(model: models.EncoderDecoderModel = gin.REQUIRED,
+                      batch_size: int = gin.REQUIRED,
+                      task_feature_lengths: Dict[str, int] = gin.REQUIRED, pack: bool = False):
+  """What precompile needs from the run's gin files (bound to MODEL, BATCH_SIZE, ... by main)."""
+  return model, batch_size, task_feature_lengths, pack
+
+
+# Bound after the user's gin files so that the run's macros decide the model and the batch.
+_INPUT_BINDINGS = ("precompile_inputs.model = %MODEL", "precompile_inputs.batch_size = %BATCH_SIZE",
+                   "precompile_inputs.task_feature_lengths = %TASK_FEATURE_LENGTHS")
+
+
+def abstract_batch(batch_size: int, lengths: Dict[str, int], pack: bool, partitioner):
+  """ShapeDtypeStructs of an encoder-decoder batch as seqio's feature converter makes it."""
+  features = {"encoder_input_tokens": lengths["inputs"], "decoder_input_tokens": lengths["targets"],
+              "decoder_target_tokens": lengths["targets"], "decoder_loss_weights": lengths["targets"]}
+  if pack:
+    features.update({"encoder_segment_ids": lengths["inputs"], "encoder_positions": lengths["inputs"],
+                     "decoder_segment_ids": lengths["targets"],
+                     "decoder_positions": lengths["targets"]})
+  return {name: jax.ShapeDtypeStruct((batch_size, length), jnp.int32,
+                                     sharding=partitioner.batch_sharding(2))
+          for name, length in features.items()}
+
+
+def per_device_bytes(abstract_tree) -> int:
+  """Bytes of the largest shard per device of a tree of sharded ShapeDtypeStructs."""
+  total = 0
+  for leaf in jax.tree.leaves(abstract_tree):
+    shard = leaf.sharding.shard_shape(leaf.shape)
+    total += int(np.prod(shard)) * jnp.dtype(leaf.dtype).itemsize
+  return total
+
+
+_OUT_OF_MEMORY = re.compile(r"RESOURCE_EXHAUSTED: .*?memory required for [^(]*\(([\d.]+)([KMGT])\)")
+_UNITS = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+@dataclasses.dataclass
+class StepReport:
+  """Per-device memory (bytes) and cost of one compiled step.
+
+  When the TPU compiler runs out of HBM it reports only the temporaries it needed: arguments,
+  outputs, aliasing and code are then None, and total is parameters + optimizer state +
+  temporaries (a lower bound).
+  """
+  step: str
+  params: int
+  optimizer_state: int
+  arguments: Optional[int]
+  outputs: Optional[int]
+  aliased: Optional[int]
+  temporaries: int
+  generated_code: Optional[int]
+  total: int
+  hbm: Optional[int]
+  flops: Optional[float]
+  compile_seconds: float
+
+  @property
+  def fits(self) -> bool:
+    return self.hbm is None or self.total <= self.hbm
+
+
+def _report(step: str, lowered, params_bytes: int, opt_bytes: int, hbm: Optional[int]) -> StepReport:
+  start = time.time()
+  try:
+    compiled = lowered.compile()
+  except jax.errors.JaxRuntimeError as e:
+    # XLA's TPU compiler refuses a program whose buffers exceed HBM; it states what it needed.
+    needed = _OUT_OF_MEMORY.search(str(e))
+    if needed is None:
+      raise
+    temp = int(float(needed.group(1)) * _UNITS[needed.group(2)])
+    return StepReport(step, params_bytes, opt_bytes, None, None, None, temp, None,
+                      params_bytes + opt_bytes + temp, hbm, None, time.time() - start)
+  seconds = time.time() - start
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
+  alias, temp, code = mem.alias_size_in_bytes, mem.temp_size_in_bytes, mem.generated_code_size_in_bytes
+  # Donated arguments share their buffers with the outputs they alias.
+  total = args + outs - alias + temp + code
+  return StepReport(step, params_bytes, opt_bytes, args, outs, alias, temp, code, total, hbm,
+                    float((cost or {}).get("flops", -1.0)), seconds)
+
+
+def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool = True,
+               seed: int = 0) -> dict:
+  """Compiles the configured run's train (and decode) step for `topology`; returns the table.
+
+  gin must already be parsed with `precompile_inputs` bound (see `main`).
+  """
+  devices, chip_hbm = topology_devices(topology)
+  hbm = hbm_bytes if hbm_bytes is not None else chip_hbm
+  model, batch_size, lengths, pack = precompile_inputs()
+  partitioner = partitioning.PjitPartitioner(devices=devices)
+  if batch_size % partitioner.data_parallelism:
+    raise PrecompileError(f"BATCH_SIZE={batch_size} is not divisible by the data-parallel size "
+                          f"{partitioner.data_parallelism} of {topology} with num_partitions="
+                          f"{partitioner.num_partitions}.")
+  trainer = trainer_lib.Trainer(model, partitioner,
+                               optimizers.create_optimizer_and_schedule()[0], seed)
+  batch = abstract_batch(batch_size, lengths, pack, partitioner)
+  params_bytes = per_device_bytes(trainer.abstract_params)
+  opt_bytes = per_device_bytes(trainer.abstract_opt_state)
+  step = jax.ShapeDtypeStruct((), jnp.int32, sharding=partitioner.replicated())
+  lowered = trainer.jit_train_step(batch).lower(trainer.abstract_params, trainer.abstract_opt_state,
+                                                batch, step)
+  reports = [_report("train", lowered, params_bytes, opt_bytes, hbm)]
+  if decode:
+    predict = inference.jit_predict_step(model, trainer.param_shardings,
+                                         partitioner.batch_sharding(2), lengths["targets"])
+    lowered = predict.lower(trainer.abstract_params, batch["encoder_input_tokens"])
+    reports.append(_report("decode", lowered, params_bytes, 0, hbm))
+  cfg = model.config
+  return {
+      "topology": topology,
+      "devices": len(devices),
+      "device_kind": devices[0].device_kind,
+      "mesh": dict(partitioner.mesh.shape),
+      "fsdp": partitioner.fsdp,
+      "batch_size": batch_size,
+      "task_feature_lengths": dict(lengths),
+      "remat_policy": cfg.remat_policy,
+      "scan_layers": cfg.scan_layers,
+      "num_params": trainer_lib.num_params(trainer.abstract_params),
+      "steps": [dataclasses.asdict(r) | {"fits": r.fits} for r in reports],
+  }
+
+
+def format_table(result: dict) -> str:
+  """The result as a fixed-width text table (MiB per device)."""
+  head = (f"{result['topology']}: {result['devices']} x {result['device_kind']}, mesh "
+          f"{result['mesh']}, fsdp={result['fsdp']}, remat={result['remat_policy']}, "
+          f"scan={result['scan_layers']}, batch {result['batch_size']}, lengths "
+          f"{result['task_feature_lengths']}, {result['num_params'] / 1e6:.1f}M parameters")
+  columns = ("step", "params", "optimizer_state", "arguments", "outputs", "temporaries", "total",
+             "hbm", "fits", "flops", "compile_seconds")
+  lines = [head, "per device (MiB): " + "  ".join(columns)]
+  for s in result["steps"]:
+    cells = [s["step"]]
+    for key in columns[1:8]:
+      value = s[key]
+      cells.append("-" if value is None else str(value) if isinstance(value, bool)
+                   else f"{value / 2**20:.1f}")
+    cells += ["yes" if s["fits"] else "NO", "-" if s["flops"] is None else f"{s['flops']:.3e}",
+              f"{s['compile_seconds']:.1f}s"]
+    lines.append("  ".join(cells))
+  return "\n".join(lines)
+
+
+def _output_dir(output: Optional[str]) -> Optional[str]:
+  if output:
+    return output
+  try:
+    value = gin.query_parameter("%MODEL_DIR")
+  except ValueError:
+    return None
+  return value if isinstance(value, str) else None
+
+
+def _epilog() -> str:
+  by_generation = {}
+  for name in SLICES:
+    by_generation.setdefault(name.split("-")[0], []).append(name.split("-")[1])
+  lines = [f"  {g}-{{{','.join(sizes)}}}" for g, sizes in by_generation.items()]
+  return ("supported --topology values: 'cpu', slice names\n" + "\n".join(lines) +
+          "\nor libtpu topology names such as v4:4x4x4, v5e:16x16 (v3/v4/v5e/v5p/v6e).")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Parses flags and gin, compiles, prints and writes the table; returns the exit status."""
+  logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+  gin_files, bindings, rest = gin_utils.split_gin_args(sys.argv[1:] if argv is None else argv)
+  parser = argparse.ArgumentParser(
+      prog="python -m synthetic_pretraining.precompile", description=__doc__.split("\n\n")[0],
+      epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--topology", required=True, help="slice or topology name (see below)")
+  parser.add_argument("--output", help="directory for precompile_<topology>.{txt,json} "
+                      "(default: MODEL_DIR when the gin files set it)")
+  parser.add_argument("--hbm_gib", type=float, help="memory per device to check against "
+                      "(default: the chip's HBM; no check for cpu)")
+  parser.add_argument("--no_decode", action="store_true", help="compile only the train step")
+  args = parser.parse_args(rest)
+  if not gin_files:
+    parser.error("give the run's gin files, e.g. --gin_file=gin/models/t5_1_0/small.gin "
+                 "--gin_file=gin/runs/pretrain.gin")
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  train.import_optional_modules()
+  gin.clear_config()
+  try:
+    # Macros only the training loop reads (MODEL_DIR, TRAIN_STEPS, the task) may stay unset.
+    given = {b.split("=", 1)[0].strip() for b in bindings}
+    unset = [f"{m} = None" for m in gin_utils.required_macros(gin_files) if m not in given]
+    gin_utils.parse(gin_files, list(bindings) + unset + list(_INPUT_BINDINGS))
+    hbm = None if args.hbm_gib is None else int(args.hbm_gib * GIB)
+    result = precompile(args.topology, hbm_bytes=hbm, decode=not args.no_decode)
+  except (gin_utils.GinConfigError, PrecompileError, ValueError) as e:
+    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+    return 1
+  table = format_table(result)
+  print(table)
+  out_dir = _output_dir(args.output)
+  if out_dir:
+    paths.makedirs(out_dir)
+    stem = paths.join(out_dir, f"precompile_{args.topology.replace(':', '_')}")
+    paths.write_atomic(stem + ".txt", table + "\n")
+    paths.write_atomic(stem + ".json", json.dumps(result, indent=1) + "\n")
+  too_big = [s for s in result["steps"] if not s["fits"]]
+  if too_big:
+    s = too_big[0]
+    print(f"error: the {s['step']} step needs {s['total'] / GIB:.2f} GiB per device on "
+          f"{args.topology}, more than its {s['hbm'] / GIB:.2f} GiB (try remat, scan, fsdp or "
+          "more model partitions)", file=sys.stderr)
+    return EXIT_DOES_NOT_FIT
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
