@@ -5,7 +5,7 @@ Every parameter is created through `nn.with_logical_partitioning`, so its logica
 partitioner can map them onto a device mesh.
 """
 import functools
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax

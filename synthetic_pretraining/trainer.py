@@ -11,7 +11,6 @@ resumed from its checkpoint continues exactly as an uninterrupted one.
 """
 import dataclasses
 import logging
-import sys
 import time
 from typing import Callable, Dict, Optional
 

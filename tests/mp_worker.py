@@ -2,7 +2,7 @@
 
 MODE 'steps': connects as the binaries do, then runs steps that each end in a cross-process
 collective (as a train step does), printing `step <n>`; with `--preemption` it asks
-`preemption.should_stop(step)` after every step and prints `stopped at <n>` when told to stop.
+`interrupts.StopRequests.should_stop(step)` after every step and prints `stopped at <n>` when told to stop.
 """
 import argparse
 import sys
@@ -12,7 +12,7 @@ import numpy as np
 
 from synthetic_pretraining import cli
 from synthetic_pretraining import distributed
-from synthetic_pretraining import preemption
+from synthetic_pretraining import interrupts
 
 
 def main(argv) -> int:
@@ -24,15 +24,17 @@ def main(argv) -> int:
   distributed.initialize_from_environment()
   import jax  # pylint: disable=import-outside-toplevel
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  stops = interrupts.StopRequests()
   if args.preemption:
-    preemption.install()
+    stops.install()
   for step in range(1, args.steps + 1):
     total = multihost_utils.process_allgather(np.int32(step)).sum()
     assert total == step * jax.process_count()
     print(f"step {step}", flush=True)
-    if args.preemption and preemption.should_stop(step):
+    signal_name = stops.should_stop(step) if args.preemption else None
+    if signal_name is not None:
       print(f"stopped at {step}", flush=True)
-      return preemption.exit_code()
+      return interrupts.EXIT_CODES[signal_name]
     time.sleep(0.05)
   return 0
 

@@ -11,7 +11,7 @@ from multiprocess import launch, wait_all
 
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import inspect_checkpoint
-from synthetic_pretraining import preemption
+from synthetic_pretraining import interrupts
 from synthetic_pretraining import train
 
 STEPS = 3
@@ -105,20 +105,22 @@ def test_a_signal_to_one_process_stops_both_at_one_step(signum):
 
 
 def test_one_process_stops_after_the_step_with_the_signal_code():
-  preemption.install()
+  stops = interrupts.StopRequests()
+  stops.install()
   try:
-    assert not preemption.should_stop(1)
+    assert stops.should_stop(1) is None
     os.kill(os.getpid(), signal.SIGTERM)  # handled between bytecodes: by the next line
-    assert preemption.should_stop(2) and preemption.exit_code() == 143
+    assert stops.should_stop(2) == "SIGTERM" and interrupts.EXIT_CODES["SIGTERM"] == 143
   finally:
-    preemption.uninstall()
-  preemption.install()
+    stops.uninstall()
+  stops = interrupts.StopRequests()
+  stops.install()
   try:
     os.kill(os.getpid(), signal.SIGINT)
-    assert preemption.should_stop(3) and preemption.exit_code() == 130
+    assert stops.should_stop(3) == "SIGINT" and interrupts.EXIT_CODES["SIGINT"] == 130
     with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
       os.kill(os.getpid(), signal.SIGINT)
       time.sleep(1)
   finally:
-    preemption.uninstall()
+    stops.uninstall()
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

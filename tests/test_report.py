@@ -1,6 +1,7 @@
 """The report: selection protocol, benefit arithmetic and labels, from run records (no gin text)."""
 import csv
 import json
+import os
 
 import pytest
 

@@ -14,7 +14,6 @@ import pytest
 import toy_tasks
 
 from synthetic_pretraining import checkpoints
-from synthetic_pretraining import inference
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import models
 from synthetic_pretraining import train
