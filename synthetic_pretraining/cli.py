@@ -34,15 +34,16 @@ def user_errors() -> tuple:
   classes = [UsageError, gin_utils.GinConfigError, data.UnknownTaskError,
              checkpoints.CheckpointMismatchError, run_lock.RunLockError, FileNotFoundError,
              FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError]
+  # A module that was never imported raised none of its errors; importing it here could also
+  # declare gin configurables after gin has locked its config.
   for module, name in (("synthetic_pretraining.stats_init.errors", "StatsInitError"),
-                       ("synthetic_pretraining.report", "ReportError"),
+                       ("synthetic_pretraining.report.protocol", "ReportError"),
                        ("synthetic_pretraining.checkpoints", "CheckpointDamagedError"),
                        ("synthetic_pretraining.distributed", "DistributedError"),
                        ("synthetic_pretraining.trainer", "NonFiniteLossError")):
-    try:
-      classes.append(getattr(__import__(module, fromlist=[name]), name))
-    except (ImportError, AttributeError):
-      pass
+    error = getattr(sys.modules.get(module), name, None)
+    if error is not None:
+      classes.append(error)
   return tuple(classes)
 
 

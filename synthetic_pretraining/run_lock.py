@@ -13,7 +13,7 @@ Semantics:
   * Object stores (gs://, ...): there is no create-if-absent through the path layer, so the lock is
     a lease: write our token, wait `settle_seconds`, read it back; the run whose token is there
     holds it (last writer wins; the other refuses). A lease is stale once its heartbeat is older
-    than `lease_seconds`. Two runs starting within the settle time of each other can both read
+    than `lease_seconds`, or at once when its owner ran on this host and its pid is dead. Two runs starting within the settle time of each other can both read
     their own token only if the store's read-after-write is slower than that; GCS is strongly
     consistent, so this does not happen there.
   * A stale lock is taken over with a warning. The lock is removed when the run ends (also on
@@ -89,8 +89,13 @@ class RunLock:
       age = time.time() - _mtime(self.path)
       return None if age < self.lease_seconds else "unreadable and older than the lease"
     host, pid = record.get("host"), int(record.get("pid", -1))
-    if host == socket.gethostname() and not paths.is_remote(self.path):
-      return None if _pid_alive(pid) else f"process {pid} on {host} is not running"
+    if host == socket.gethostname():
+      # Our own host can tell a dead owner at once, also for a lock in a bucket (a killed run
+      # restarted on the same VM need not wait out the lease).
+      if not _pid_alive(pid):
+        return f"process {pid} on {host} is not running"
+      if not paths.is_remote(self.path):
+        return None
     age = time.time() - float(record.get("heartbeat", 0))
     lease = float(record.get("lease_seconds", self.lease_seconds))
     if age > lease:

@@ -69,7 +69,7 @@ def _main(argv, entry_point) -> int:
   try:
     (entry_point or trainer.train)()
   except interrupts.TrainingInterrupted as e:
-    print(str(e), file=sys.stderr)
+    print(cli.one_line(e), file=sys.stderr)  # without gin's call-site notes
     return e.exit_code
   return 0
 

@@ -18,11 +18,14 @@ STEPS = 3
 
 
 def _train_args(model_dir):
+  # Trains on a synthetic task (index-addressable: the global batch does not depend on the
+  # process count) and evaluates the toy task whose 97-example validation split is uneven.
   return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.UNEVEN_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={STEPS}", "--gin.BATCH_SIZE=16",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+          "--gin_file=gin/runs/cpu_demo.gin", "--gin.MIXTURE_OR_TASK_NAME='set'",
+          f"--gin.train_eval/data.DatasetConfig.mixture_or_task_name='{toy_tasks.UNEVEN_TASK}'",
+          "--gin.MIXTURE_OR_TASK_MODULE=['toy_tasks', 'synthetic_pretraining.tasks']",
+          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={STEPS}", "--gin.BATCH_SIZE=16",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 64}",
           "--gin.EVAL_STEPS=None",  # the whole 97-example validation split: 49 + 48 per process
           "--gin.EVAL_PERIOD=1000", "--gin.LOG_PERIOD=1", "--gin.CHECKPOINT_PERIOD=1000",
           "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",

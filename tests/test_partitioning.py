@@ -47,7 +47,7 @@ def test_three_steps_agree_on_one_device_and_a_4x2_mesh():
     state = trainer_lib.TrainState(0, params, tr.init_opt_state(params))
     run = []
     for batch in batches:
-      sums = tr.train_step(state, data.to_global_batch(batch, tr.partitioner))
+      state, sums = tr.train_step(state, data.to_global_batch(batch, tr.partitioner))
       run.append(float(sums["loss_sum"]))
     losses.append(run)
   assert losses[0][0] != losses[0][2]

@@ -2,7 +2,6 @@
 import glob
 import importlib.util
 import json
-import os
 import re
 
 import gin
@@ -10,6 +9,7 @@ import pytest
 
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import precompile
+from synthetic_pretraining import resources
 
 TINY = ["--gin_file=gin/models/t5_1_0/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
         "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 8}"]
@@ -91,7 +91,7 @@ def test_a_model_larger_than_the_chip_fails_with_one_line(tmp_path, capsys):
   assert len(err.strip().splitlines()) == 1 and "on v5e-4, more than its 16.00 GiB" in err
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(gin_utils.REPO_ROOT, "gin/scale/*.gin"))))
+@pytest.mark.parametrize("path", sorted(glob.glob(resources.path("gin/scale/*.gin"))))
 def test_scale_gin_files_follow_their_model_and_run_files(path):
   with open(path) as f:
     text = f.read()
