@@ -104,8 +104,11 @@ def test_a_study_in_a_bucket(gcs, capsys):
                      "--gin.SPLIT='validation'", "--gin.NUM_DECODES=1",
                      "--gin.EVALUATOR_NUM_EXAMPLES=8"], entry_point=inference.infer) == 0
   rows = list(paths.iter_lines(
-      f"{predictions}/inference_eval/{toy_tasks.TOY_TASK}-predictions.jsonl"))
+      f"{predictions}/inference_eval/{toy_tasks.TOY_TASK}-000004.jsonl"))
   assert len(rows) == 8 and {"input", "target", "prediction"} <= set(json.loads(rows[0]))
+  summary = [json.loads(line) for line in paths.iter_lines(
+      f"{predictions}/inference_eval/{toy_tasks.TOY_TASK}-metrics.jsonl")]
+  assert [r["step"] for r in summary] == [4]
 
   assert report.main([finetune, "--metric=eval:accuracy", f"--output_dir={bucket}/report"]) == 0
   assert gcs.objects("report/") == ["report/report.csv", "report/report.md", "report/report.png"]
