@@ -1,21 +1,43 @@
-"""Train-step throughput and model FLOPs utilisation (MFU) on this machine.
+"""Train-step throughput and model FLOPs utilisation (MFU) on this machine, now and as before.
 
-For each model: tokens/s of the jitted train step (Adafactor, float32), model FLOPs per step
-(analytic: 2 FLOPs per multiply-add for every matmul, forward + backward = 3x forward), and MFU
-against a float32 matmul peak measured in the same run. Tokens are input + target positions.
+For each model: seconds per jitted train step (Adafactor, float32, dropout 0.1 drawn from the
+step's dropout rng: asserted), tokens/s, model FLOPs per step (analytic: 2 FLOPs per
+multiply-add for every matmul, forward + backward = 3x forward) and MFU against a float32 matmul
+peak measured in the same run. Tokens are input + target positions. Every variant runs in its
+own process (what it changes is set before jax starts), in alternating rounds, and the table
+gives each variant's median over all its timed steps and its ratio to the first variant:
 
-  python benchmarks/train_throughput.py [--models cpu,small] [--steps 3]
+  before  the step as it was: glibc's default malloc, which hands XLA:CPU's per-step temporaries
+          back to the kernel, so each step page-faults them in again;
+  now     the training binary's setting on CPU: freed host memory kept (host_memory.py).
+
+Also printed per variant: system CPU-seconds and page faults per step, and the resident memory
+after the last step.
+
+  python benchmarks/train_throughput.py [--models cpu,small] [--steps 3] [--rounds 2]
+
+Measured on the project's 2-core machine (AMD EPYC, 442 GFLOP/s fp32 matmul peak when idle),
+T5 1.0 small, batch 8, lengths 512/128: see docs/scale.md, "CPU train-step efficiency".
 """
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from synthetic_pretraining import host_memory  # pylint: disable=wrong-import-position
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VARIANTS = {"before": False, "now": True}  # name: keep freed host memory
+if __name__ == "__main__" and "--child" in sys.argv and "--retain_host_memory" in sys.argv:
+  host_memory.retain_freed_memory(force=True)  # before jax's threads exist
+
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
 from synthetic_pretraining import models  # pylint: disable=wrong-import-position
 from synthetic_pretraining import network  # pylint: disable=wrong-import-position
 from synthetic_pretraining import optimizers  # pylint: disable=wrong-import-position
@@ -28,6 +50,7 @@ MODELS = {
                              num_encoder_layers=2, num_decoder_layers=2), 32, 128, 128),
     "small": (network.T5Config(), 8, 512, 128),
 }
+LEARNING_RATE = 1e-3
 
 
 def forward_flops(cfg: network.T5Config, batch: int, n_in: int, n_out: int) -> float:
@@ -54,48 +77,123 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
   return 2.0 * n**3 / best
 
 
-def step_time(cfg, batch_size, n_in, n_out, steps):
-  part = partitioning.PjitPartitioner(devices=jax.devices()[:1])
-  opt = optimizers.adafactor(learning_rate=optimizers.create_learning_rate_scheduler(
-      factors="constant", base_learning_rate=1e-3))
-  tr = trainer_lib.Trainer(models.EncoderDecoderModel(cfg), part, opt, seed=0)
-  params = tr.random_params()
-  state = trainer_lib.TrainState(0, params, tr.init_opt_state(params))
+def synthetic_batch(cfg: network.T5Config, batch_size: int, n_in: int, n_out: int):
+  """A full batch of random tokens (no padding), as the data pipeline would feed it."""
   rng = np.random.default_rng(0)
   targets = rng.integers(3, cfg.vocab_size - 100, (batch_size, n_out)).astype(np.int32)
-  batch = {
+  return {
       "encoder_input_tokens": rng.integers(3, cfg.vocab_size - 100, (batch_size, n_in)).astype(np.int32),
       "decoder_target_tokens": targets,
       "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0))),
       "decoder_loss_weights": np.ones_like(targets, np.float32),
   }
+
+
+def build_trainer(cfg: network.T5Config):
+  """Our trainer on one device: T5 with t5x's loss (z-loss 1e-4), Adafactor at a constant rate."""
+  if cfg.dropout_rate != 0.1:
+    raise ValueError(f"The benchmark models train with dropout 0.1, got {cfg.dropout_rate}.")
+  part = partitioning.PjitPartitioner(devices=jax.devices()[:1])
+  opt = optimizers.adafactor(learning_rate=optimizers.create_learning_rate_scheduler(
+      factors="constant", base_learning_rate=LEARNING_RATE))
+  return trainer_lib.Trainer(models.EncoderDecoderModel(cfg, z_loss=1e-4), part, opt, seed=0)
+
+
+def _process_counters():
+  import resource  # pylint: disable=import-outside-toplevel
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_stime, usage.ru_minflt + usage.ru_majflt
+
+
+def _resident_gb() -> float:
+  try:
+    with open("/proc/self/statm", encoding="ascii") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+  except OSError:
+    return float("nan")
+
+
+def step_times(cfg, batch_size, n_in, n_out, steps):
+  """Seconds, system CPU-seconds and page faults of each of `steps` train steps after compiling."""
+  tr = build_trainer(cfg)
+  params = tr.random_params()
+  state = trainer_lib.TrainState(0, params, tr.init_opt_state(params))
+  batch = synthetic_batch(cfg, batch_size, n_in, n_out)
+  # Dropout is on: the step's loss depends on its dropout rng (fold_in(dropout key, step)).
+  model = tr.model
+  with_dropout = jax.jit(model.loss_and_metrics)(state.params, batch, tr.dropout_key)[0]
+  without = jax.jit(model.loss_and_metrics)(state.params, batch)[0]
+  assert float(with_dropout) != float(without), "dropout is off in the benchmark step"
   state, sums = tr.train_step(state, batch)  # compile
   jax.block_until_ready(sums)
-  times = []
+  times, system, faults = [], [], []
   for _ in range(steps):
+    sys0, faults0 = _process_counters()
     start = time.perf_counter()
     state, sums = tr.train_step(state, batch)
-    jax.block_until_ready((state.params, sums))
+    jax.block_until_ready((state.params, state.opt_state, sums))
     times.append(time.perf_counter() - start)
-  return min(times), float(np.median(times))
+    sys1, faults1 = _process_counters()
+    system.append(sys1 - sys0)
+    faults.append(faults1 - faults0)
+  return {"times": times, "system": system, "faults": faults, "rss_gb": _resident_gb()}
+
+
+def _child(args):
+  cfg, batch, n_in, n_out = MODELS[args.models]
+  print("RESULT " + json.dumps(step_times(cfg, batch, n_in, n_out, args.steps)), flush=True)
+
+
+def _run_variant(name, model, steps):
+  cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--models={model}",
+         f"--steps={steps}"] + (["--retain_host_memory"] if VARIANTS[name] else [])
+  env = dict(os.environ, **{host_memory.ENV_VAR: "0"})  # the child decides by its flag alone
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+  lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+  if out.returncode or not lines:
+    raise RuntimeError(f"variant {name!r} of {model!r} failed:\n{out.stderr[-3000:]}")
+  return json.loads(lines[-1][len("RESULT "):])
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--models", default="cpu,small")
-  parser.add_argument("--steps", type=int, default=3)
+  parser.add_argument("--steps", type=int, default=3, help="timed steps per variant and round")
+  parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the variants")
+  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--retain_host_memory", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.child:
+    return _child(args)
+  variants = args.variants.split(",")
   peak = matmul_peak()
-  print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}  "
+  print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, {os.cpu_count()} CPUs  "
         f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-  for name in args.models.split(","):
-    cfg, batch, n_in, n_out = MODELS[name]
-    best, median = step_time(cfg, batch, n_in, n_out, args.steps)
+  for model in args.models.split(","):
+    cfg, batch, n_in, n_out = MODELS[model]
     flops = 3 * forward_flops(cfg, batch, n_in, n_out)
     tokens = batch * (n_in + n_out)
-    print(f"{name:>6}: batch {batch}, lengths {n_in}/{n_out}: step {median:.3f} s (best {best:.3f} s), "
-          f"{tokens / median:,.0f} tokens/s, {flops / 1e9:,.1f} GFLOP/step, "
-          f"{flops / median / 1e9:.1f} GFLOP/s = MFU {flops / median / peak:.1%} of measured peak")
+    results = {name: {"times": [], "system": [], "faults": [], "rss_gb": []} for name in variants}
+    for round_index in range(args.rounds):
+      for name in (variants if round_index % 2 == 0 else variants[::-1]):
+        r = _run_variant(name, model, args.steps)
+        for key in ("times", "system", "faults"):
+          results[name][key] += r[key]
+        results[name]["rss_gb"].append(r["rss_gb"])
+        print(f"  round {round_index + 1} {model}/{name}: "
+              + " ".join(f"{t:.3f}" for t in r["times"]) + " s", flush=True)
+    base = float(np.median(results[variants[0]]["times"]))
+    print(f"{model}: batch {batch}, lengths {n_in}/{n_out}, dropout {cfg.dropout_rate}, "
+          f"{flops / 1e9:,.1f} GFLOP/step")
+    for name in variants:
+      r = results[name]
+      median = float(np.median(r["times"]))
+      print(f"  {name:>7}: step {median:.3f} s (best {min(r['times']):.3f} s), "
+            f"{tokens / median:,.0f} tokens/s, {flops / median / 1e9:.1f} GFLOP/s = "
+            f"MFU {flops / median / peak:.1%}; system {np.median(r['system']):.2f} s/step, "
+            f"{np.median(r['faults']):,.0f} page faults/step, resident {max(r['rss_gb']):.1f} GB; "
+            f"{base / median:.2f}x {variants[0]}")
 
 
 if __name__ == "__main__":
