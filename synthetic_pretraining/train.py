@@ -10,9 +10,18 @@ Running the same command again resumes from the latest checkpoint in MODEL_DIR. 
 processes (a Cloud TPU pod slice) every worker runs the same command; `jax.distributed` is
 initialised from the environment (`distributed.initialize_from_environment`). `--verbose` shows
 the traceback of a refused run.
+
+Started as a program on a CPU-only machine, it first keeps freed host memory in the process
+(`host_memory`), so XLA's per-step temporaries are not page-faulted in again every step;
+SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=0 turns that off.
 """
-import logging
-import sys
+if __name__ == "__main__":
+  # Before jax or TensorFlow start threads: a thread keeps the malloc arena it first used.
+  from synthetic_pretraining import host_memory
+  host_memory.retain_freed_memory()
+
+import logging  # pylint: disable=wrong-import-position
+import sys  # pylint: disable=wrong-import-position
 
 import gin
 
