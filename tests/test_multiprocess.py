@@ -1,5 +1,4 @@
 """Real multi-process runs: 2 processes x 4 CPU devices on 127.0.0.1, started as the README says."""
-import json
 import os
 import signal
 import time
@@ -7,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import toy_tasks
+from records import metric_records
 from multiprocess import launch, wait_all
 
 from synthetic_pretraining import checkpoints
@@ -32,11 +32,6 @@ def _train_args(model_dir):
           "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
 
 
-def _records(model_dir, kind):
-  with open(os.path.join(model_dir, "metrics.jsonl")) as f:
-    return [r for r in map(json.loads, f) if r["kind"] == kind]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """The same run as 2 processes x 4 devices and as 1 process x 8 devices."""
@@ -52,7 +47,7 @@ def runs(tmp_path_factory):
 
 def test_uneven_eval_split_neither_hangs_nor_miscounts(runs):
   two, one = runs
-  (eval_two,), (eval_one,) = _records(two, "eval"), _records(one, "eval")
+  (eval_two,), (eval_one,) = metric_records(two, "eval"), metric_records(one, "eval")
   # Every example of the split counted once: as many target tokens as one process sees.
   assert eval_two["num_tokens"] == eval_one["num_tokens"] > 0
 
@@ -60,7 +55,7 @@ def test_uneven_eval_split_neither_hangs_nor_miscounts(runs):
 def test_two_processes_train_like_one(runs):
   """2 x 4 devices see the same global batches as 1 x 8: same losses and final parameters."""
   two, one = runs
-  losses = lambda d: [r["loss"] for r in _records(d, "train")]
+  losses = lambda d: [r["loss"] for r in metric_records(d, "train")]
   np.testing.assert_allclose(losses(two), losses(one), rtol=1e-5)
   _, params_two = inspect_checkpoint.load(checkpoints.step_dir(two, STEPS))
   _, params_one = inspect_checkpoint.load(checkpoints.step_dir(one, STEPS))

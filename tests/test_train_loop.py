@@ -1,6 +1,5 @@
 """The training loop's spine: periodic actions, t5x's metric names and run files, honest timing,
 a NaN stop, and real signals at every point of a step (the rerun ends bitwise equal)."""
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import toy_tasks
+from records import metric_records
 
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import inspect_checkpoint
@@ -35,13 +35,6 @@ def _args(model_dir, steps, *extra, run="pretrain"):
           "--gin.network.T5Config.num_decoder_layers=1", *extra]
 
 
-def _records(model_dir, kind):
-  if not os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
-    return []
-  with open(os.path.join(model_dir, "metrics.jsonl")) as f:
-    return [r for r in map(json.loads, f) if r["kind"] == kind]
-
-
 @pytest.fixture(scope="module")
 def periodic_run(tmp_path_factory):
   model_dir = str(tmp_path_factory.mktemp("periodic") / "run")
@@ -51,13 +44,13 @@ def periodic_run(tmp_path_factory):
 
 
 def test_each_action_fires_at_its_period_and_all_at_the_end(periodic_run):
-  assert [r["step"] for r in _records(periodic_run, "train")] == [2, 4, 6, 7]
-  assert [r["step"] for r in _records(periodic_run, "eval")] == [3, 6, 7]
+  assert [r["step"] for r in metric_records(periodic_run, "train")] == [2, 4, 6, 7]
+  assert [r["step"] for r in metric_records(periodic_run, "eval")] == [3, 6, 7]
   assert checkpoints.checkpoint_steps(periodic_run) == [5, 7]
 
 
 def test_train_records_carry_t5x_metric_names(periodic_run):
-  records = _records(periodic_run, "train")
+  records = metric_records(periodic_run, "train")
   for record in records:
     assert set(T5X_TRAIN_METRICS) <= set(record), set(T5X_TRAIN_METRICS) - set(record)
   assert "timing/compilation_seconds" in records[0]
@@ -67,7 +60,7 @@ def test_train_records_carry_t5x_metric_names(periodic_run):
   assert first["loss"] > first["loss_per_nonpadding_target_token"] > 0
   assert first["cross_ent_loss"] == pytest.approx(first["loss"] - first["z_loss"])
   assert first["learning_rate"] > 0
-  assert _records(periodic_run, "eval")[0]["accuracy"] >= 0
+  assert metric_records(periodic_run, "eval")[0]["accuracy"] >= 0
 
 
 def test_random_seed_is_t5x_name_for_the_seed(periodic_run):
@@ -108,7 +101,7 @@ def test_decoding_compiles_once_across_inference_evals(tmp_path, monkeypatch):
   assert train.main(_args(model_dir, 6, "--gin.EVAL_PERIOD=2", "--gin.NUM_DECODES=1",
                           "--gin.EVALUATOR_NUM_EXAMPLES=8", "--gin.INFER_EVAL_SPLIT='validation'",
                           run="finetune")) == 0
-  assert [r["step"] for r in _records(model_dir, "infer")] == [2, 4, 6]
+  assert [r["step"] for r in metric_records(model_dir, "infer")] == [2, 4, 6]
   assert len(traces) == 1
   names = sorted(os.listdir(os.path.join(model_dir, "inference_eval")))
   assert f"{toy_tasks.TOY_TASK}-000002.jsonl" in names
@@ -133,7 +126,7 @@ def test_logged_throughput_counts_compute_not_dispatch(tmp_path, monkeypatch):
   assert train.main(_args(model_dir, 8, "--gin.LOG_PERIOD=4", "--gin.EVAL_PERIOD=1000",
                           "--gin.CHECKPOINT_PERIOD=1000")) == 0
   wall = time.perf_counter() - started
-  records = _records(model_dir, "train")
+  records = metric_records(model_dir, "train")
   for record in records:
     assert record["timing/steps_per_second"] <= 1.0 / delay * 1.05, record
   seconds = sum(4 / r["timing/steps_per_second"] for r in records)
@@ -152,7 +145,7 @@ def test_nan_loss_stops_with_one_line_naming_the_step_and_last_good_checkpoint(t
   assert "NaN or inf at step" in errors[0] and "Last good checkpoint" in errors[0]
   bad_step = int(errors[0].split("at step ")[1].split(";")[0])
   assert checkpoints.checkpoint_steps(model_dir) and max(checkpoints.checkpoint_steps(model_dir)) < bad_step
-  assert all(s < bad_step for s in (r["step"] for r in _records(model_dir, "train")))
+  assert all(s < bad_step for s in (r["step"] for r in metric_records(model_dir, "train")))
 
 
 # A signal sent at a chosen point of the loop, in a real process; the handler sees a real signal.
@@ -214,12 +207,12 @@ def test_signal_saves_the_last_finished_step_and_the_rerun_is_bitwise_equal(
   assert last.startswith(f"Stopped by {signame} at step ") and "Rerun the same command" in last
   step = int(last.split("at step ")[1].split(";")[0])
   assert checkpoints.checkpoint_steps(model_dir)[-1] == step
-  assert _records(model_dir, "train")[-1]["step"] == step  # the last record was flushed
+  assert metric_records(model_dir, "train")[-1]["step"] == step  # the last record was flushed
   print(f"{point}/{signame}: stopped at step {step}, process ran {time.perf_counter() - started:.1f} s")
   assert train.main(_args(model_dir, 8, *_SIGNAL_FLAGS)) == 0
   _, a = inspect_checkpoint.load(checkpoints.step_dir(uninterrupted, 8))
   _, b = inspect_checkpoint.load(checkpoints.step_dir(model_dir, 8))
   for (name, x), (_, y) in zip(a, b):
     np.testing.assert_array_equal(x, y, err_msg=name)
-  losses = lambda d: {r["step"]: r["loss"] for r in _records(d, "train")}
+  losses = lambda d: {r["step"]: r["loss"] for r in metric_records(d, "train")}
   assert losses(model_dir) == losses(uninterrupted)

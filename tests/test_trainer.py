@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 import toy_tasks
+from records import metric_records
 
 from synthetic_pretraining import checkpoints
 from synthetic_pretraining import run_record
@@ -24,11 +25,6 @@ def _args(model_dir, steps, *extra, lengths="{'inputs': 12, 'targets': 12}"):
           "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128", *extra]
 
 
-def _records(model_dir, kind):
-  with open(os.path.join(model_dir, "metrics.jsonl")) as f:
-    return [r for r in map(json.loads, f) if r["kind"] == kind]
-
-
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
   model_dir = str(tmp_path_factory.mktemp("run") / "toy")
@@ -38,9 +34,9 @@ def trained_dir(tmp_path_factory):
 
 
 def test_loss_falls_and_run_directory_is_complete(trained_dir):
-  train_records = _records(trained_dir, "train")
+  train_records = metric_records(trained_dir, "train")
   assert train_records[-1]["loss"] < 0.7 * train_records[0]["loss"]
-  evals = _records(trained_dir, "eval")
+  evals = metric_records(trained_dir, "eval")
   assert [r["step"] for r in evals] == [50, 100, 150]
   assert evals[-1]["accuracy"] > evals[0]["accuracy"]
   assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
@@ -71,7 +67,7 @@ def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path):
   for (name_a, x), (name_b, y) in zip(params_a, params_b):
     assert name_a == name_b
     np.testing.assert_array_equal(x, y)
-  losses = lambda d: [r["loss"] for r in _records(d, "train") if r["step"] > 6]
+  losses = lambda d: [r["loss"] for r in metric_records(d, "train") if r["step"] > 6]
   assert losses(whole) == losses(parts)
 
 
@@ -119,9 +115,9 @@ def test_eval_binary_scores_a_checkpoint(trained_dir, tmp_path):
           "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
           "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
   assert train.main(args, entry_point=trainer_lib.evaluate_checkpoint) == 0
-  record = _records(out, "eval")[0]
+  record = metric_records(out, "eval")[0]
   assert record["step"] == 150
-  assert record["accuracy"] == pytest.approx(_records(trained_dir, "eval")[-1]["accuracy"], abs=0.05)
+  assert record["accuracy"] == pytest.approx(metric_records(trained_dir, "eval")[-1]["accuracy"], abs=0.05)
 
 
 def test_clear_errors(trained_dir, tmp_path, capsys):
@@ -142,7 +138,7 @@ def test_cut_examples_are_reported(tmp_path, capfd):
   model_dir = str(tmp_path / "cut")
   assert train.main(_args(model_dir, 2, "--gin.LOG_PERIOD=1", "--gin.EVAL_PERIOD=1000",
                           lengths="{'inputs': 5, 'targets': 12}")) == 0
-  record = _records(model_dir, "train")[-1]
+  record = metric_records(model_dir, "train")[-1]
   assert record["truncation/inputs_examples_cut"] > 0
   assert record["truncation/inputs_tokens_cut"] >= record["truncation/inputs_examples_cut"]
   assert record["truncation/targets_examples_cut"] == 0
@@ -215,7 +211,7 @@ def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
           "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
           "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
   assert train.main(args, entry_point=inference.infer) == 0
-  record = _records(out, "infer")[0]
+  record = metric_records(out, "infer")[0]
   assert record["step"] == 150 and 0.0 <= record["sequence_accuracy"] <= 100.0
   # seqio's logger file names: every decoded example per step, one metrics line per eval.
   with open(os.path.join(out, "inference_eval", f"{toy_tasks.TOY_TASK}-000150.jsonl")) as f:

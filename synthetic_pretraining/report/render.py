@@ -33,7 +33,9 @@ def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
                else f"{100 * r.share_of_source:.0f}% of {r.source}")
       out.append(f"| {label} | {_pm(r.mean, r.std)} (n={r.n}) | {diff} | {benefit} | {share} |")
     if c.gap is None:
-      out.append(f"\nNo benefit ratio: a run labelled '{random}' or '{natural}' is missing.")
+      missing = " and ".join(f"'{name}'" for name in (random, natural) if name not in c.rows)
+      out.append(f"\nNo benefit ratio: it needs runs labelled '{random}' and '{natural}', "
+                 f"and no run is labelled {missing}.")
     elif not c.benefit_defined:
       out.append(f"\nNo benefit ratio: {natural} − {random} = {c.gap:.2f} does not exceed "
                  f"{protocol.SPREAD_FACTOR:g} × the larger seed spread of the two baselines "
