@@ -12,7 +12,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"),
+    not sys.platform.startswith("linux")
+    or not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"),
     reason="host_memory acts on glibc's malloc only")
 
 # Allocates and frees a 64 MB block (glibc would mmap it and unmap it on free), then counts the
