@@ -13,8 +13,8 @@ tokens/s, MFU against a measured fp32 matmul peak and the ratio t5x/ours are pri
 
 Needs t5x importable (it is not on the package index): `bash scripts/setup_t5x.sh DIR` builds
 one beside the project and prints the PYTHONPATH to export (docs/t5x.md). Freed host memory is
-kept for both steps, as our training binary does on CPU (host_memory.py);
---no_retain_host_memory leaves glibc's default.
+kept for both steps (host_memory.py; our training binary does it with
+SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=1); --no_retain_host_memory leaves glibc's default.
 
   PYTHONPATH=DIR/src:DIR/stubs:DIR/extra python benchmarks/t5x_side_by_side.py \
       [--model small] [--rounds 3] [--steps 2]

@@ -11,7 +11,8 @@ gives each variant's median over all its timed steps and its ratio to the first 
 
   before  the step as it was: glibc's default malloc, which hands XLA:CPU's per-step temporaries
           back to the kernel, so each step page-faults them in again;
-  now     the training binary's setting on CPU: freed host memory kept (host_memory.py).
+  now     freed host memory kept (host_memory.py; the training binary does it with
+          SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=1).
 
 Also printed per variant: system CPU-seconds and page faults per step, and the resident memory
 after the last step.
@@ -22,7 +23,8 @@ Measured on the project's 2-core machine (AMD EPYC, 442 GFLOP/s fp32 matmul peak
 while another job held one core, T5 1.0 small, batch 8, lengths 512/128, --steps 3 --rounds 2:
 before 9.19-11.49 s/step in round 1 (13.96 s median over both rounds, 1.3 million page faults
 and 3.0 system CPU-seconds per step), now 6.97-7.10 s (7.27 s median, 705 tokens/s, 9 page
-faults, 0.03 s): 1.31x in round 1, 1.92x over both. docs/scale.md, "CPU train-step
+faults, 0.03 s): 1.31x in round 1, 1.92x over both; a second run beside a compile job 1.12x
+(16.12 s vs 14.35 s), with 14.2 GB resident instead of 6.0. docs/scale.md, "CPU train-step
 efficiency", has the profile of the step and the comparison with t5x's.
 """
 import argparse

@@ -11,9 +11,9 @@ processes (a Cloud TPU pod slice) every worker runs the same command; `jax.distr
 initialised from the environment (`distributed.initialize_from_environment`). `--verbose` shows
 the traceback of a refused run.
 
-Started as a program on a CPU-only machine, it first keeps freed host memory in the process
-(`host_memory`), so XLA's per-step temporaries are not page-faulted in again every step;
-SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=0 turns that off.
+With SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=1 in the environment it first keeps freed host
+memory in the process (`host_memory`), so on CPU XLA's per-step temporaries are not
+page-faulted in again every step (faster steps, more resident memory; docs/scale.md).
 """
 if __name__ == "__main__":
   # Before jax or TensorFlow start threads: a thread keeps the malloc arena it first used.

@@ -52,8 +52,9 @@ def test_a_freed_block_is_reused_without_page_faults():
   assert applied and faults < 1000  # 64 MB is 16,384 pages of 4 KB
 
 
-def test_glibc_default_faults_the_block_in_again_and_the_switch_turns_it_off():
-  applied, faults = _run("default", env_value="0")
-  assert not applied and faults > 10000
+def test_glibc_default_faults_the_block_in_again_unless_the_switch_is_on():
+  for off in (None, "0"):
+    applied, faults = _run("default", env_value=off)
+    assert not applied and faults > 10000
   applied, faults = _run("default", env_value="1")
   assert applied and faults < 1000
