@@ -13,9 +13,10 @@ Semantics:
   * Object stores (gs://, ...): there is no create-if-absent through the path layer, so the lock is
     a lease: write our token, wait `settle_seconds`, read it back; the run whose token is there
     holds it (last writer wins; the other refuses). A lease is stale once its heartbeat is older
-    than `lease_seconds`, or at once when its owner ran on this host and its pid is dead. Two runs starting within the settle time of each other can both read
-    their own token only if the store's read-after-write is slower than that; GCS is strongly
-    consistent, so this does not happen there.
+    than `lease_seconds`, or at once when its owner ran on this host and its pid is dead. Two
+    runs starting within the settle time of each other can both read their own token only if the
+    store's read-after-write is slower than that; GCS is strongly consistent, so this does not
+    happen there.
   * A stale lock is taken over with a warning. The lock is removed when the run ends (also on
     exceptions); a SIGKILLed run leaves it behind, stale, for the next run to take over.
 """
