@@ -84,27 +84,29 @@ class Preset:
 
 
 PRESETS: Dict[str, Preset] = {
-    # 2-core CPU, at most 3 hours (estimate ~165 min). Step times of the cpu.gin model, batch 32:
-    # 64/64 0.28 s (the previous design's 1,500-step runs took 7 min each on a quiet machine),
-    # 128/128 and squad at 512/32 (batch 16) scaled by tokens from it and checked against a few
-    # steps measured on the shared, loaded machine; see docs/results/mini_table1/README.md.
+    # 2-core CPU, at most 3 hours (estimate ~130 min, measured 132.5). Step times of the cpu.gin
+    # model measured on an idle 2-core machine in the `full` run of 3 December 2026: batch 32 at
+    # 64/64 0.33 s, at 128/128 0.82 s; squad at 512/32, batch 16, 1.0 s (attention over 512 inputs
+    # costs more than the 128/128 step); an eval (16 batches, 256 greedy decodes) 9 s; starting a
+    # run 20 s. 700 finetuning steps would have taken 193 min; 320 fit with a margin. See
+    # docs/results/mini_table1/README.md.
     "full": Preset(pretrain={"set": (64, 64, 2000), "lime": (128, 128, 1500)},
                    natural=(128, 128, 1500), stats_from="set", stats_seeds=(0, 1),
                    pretrain_batch=32, pretrain_eval_period=250, seeds=(1, 2),
-                   learning_rates=(1e-2,), finetune_steps=700, finetune_batch=16,
-                   finetune_lengths=(512, 32), eval_period=175, eval_steps=16,
+                   learning_rates=(1e-2,), finetune_steps=320, finetune_batch=16,
+                   finetune_lengths=(512, 32), eval_period=80, eval_steps=16,
                    infer_examples=256, stats_schemes=("stats_mean_std",),
-                   step_seconds=(("pretrain_64x64", 0.30), ("pretrain_128x128", 0.65),
-                                 ("finetune", 0.65), ("eval", 35.0), ("run", 25.0))),
-    # make demo, at most 15 minutes (estimate ~13): Set (one seed) and the Set model's
-    # statistics against random init.
+                   step_seconds=(("pretrain_64x64", 0.33), ("pretrain_128x128", 0.82),
+                                 ("finetune", 1.0), ("eval", 9.0), ("run", 20.0))),
+    # make demo, at most 15 minutes (estimate ~13, at the `full` run's step times): Set (one
+    # seed) and the Set model's statistics against random init.
     "demo": Preset(pretrain={"set": (64, 64, 800)}, natural=None, stats_from="set",
                    stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=200, seeds=(1,),
-                   learning_rates=(1e-2,), finetune_steps=200, finetune_batch=16,
-                   finetune_lengths=(512, 32), eval_period=100, eval_steps=8, infer_examples=64,
+                   learning_rates=(1e-2,), finetune_steps=120, finetune_batch=16,
+                   finetune_lengths=(512, 32), eval_period=60, eval_steps=8, infer_examples=64,
                    stats_schemes=("stats_mean_std",),
-                   step_seconds=(("pretrain_64x64", 0.30), ("finetune", 0.65), ("eval", 15.0),
-                                 ("run", 25.0))),
+                   step_seconds=(("pretrain_64x64", 0.33), ("finetune", 1.0), ("eval", 5.0),
+                                 ("run", 20.0))),
     # Seconds per run: the test suite runs the whole driver at this size, sweep included.
     # One seed keeps it to 11 runs; pairing with Set seeds and the swept rate reaching later
     # seeds are tested on finetune_runs' commands.
