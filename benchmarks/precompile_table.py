@@ -2,8 +2,10 @@ r"""The memory table of docs/scale.md: every model gin, batch 128, lengths 512/5
 
 Each row runs `python -m synthetic_pretraining.precompile` (needs libtpu: pip install '.[tpu]')
 for one model, slice and setting, in its own process, and appends its JSON to --results (so an
-interrupted run continues where it stopped). `--markdown` prints the table from the results,
-with the rows that were not computed marked so. Compiles are heavy; run it niced:
+interrupted run continues where it stopped). A row that does not fit is tried again with the
+leanest setting (`settings()`). `--markdown` prints the table from the results, with the rows
+that were not computed marked so, and each model's smallest slice; `--write_scale_gin` writes
+that slice's setting to gin/scale/. Compiles are heavy; run it niced:
 
   nice -n 19 python benchmarks/precompile_table.py --results=benchmarks/precompile_table.jsonl
   python benchmarks/precompile_table.py --results=benchmarks/precompile_table.jsonl --markdown
@@ -25,14 +27,26 @@ DEVICES = {"v3-8": 8, "v4-32": 16, "v4-128": 64, "v5e-256": 256}
 BATCH = 128
 
 
-def setting(model: str, slice_name: str) -> dict:
-  """The first setting tried for a row: scan always (flat compile time); remat, FSDP and model
-  partitions grow with the model; the data axis must divide the batch of 128."""
-  partitions = 8 if model in BIG else 1
+def _min_partitions(slice_name: str, partitions: int = 1) -> int:
+  """Doubles `partitions` until the data axis is no larger than the batch of 128."""
   while DEVICES[slice_name] // partitions > BATCH:
     partitions *= 2
-  return {"num_partitions": partitions, "fsdp": model in BIG | MEDIUM,
-          "remat_policy": "full" if model in BIG | MEDIUM else "none", "scan_layers": True}
+  return partitions
+
+
+def settings(model: str, slice_name: str) -> list:
+  """The settings tried for a row, in order, until one fits.
+
+  First: scan always (flat compile time); remat, FSDP and model partitions grow with the model.
+  Then, where it differs, the leanest: full remat and parameters sharded over all devices by
+  FSDP, without model parallelism (whose activations are replicated over the model axis).
+  """
+  first = {"num_partitions": _min_partitions(slice_name, 8 if model in BIG else 1),
+           "fsdp": model in BIG | MEDIUM,
+           "remat_policy": "full" if model in BIG | MEDIUM else "none", "scan_layers": True}
+  lean = {"num_partitions": _min_partitions(slice_name), "fsdp": True, "remat_policy": "full",
+          "scan_layers": True}
+  return [first] if lean == first else [first, lean]
 
 
 def row_key(model, slice_name, cfg):
@@ -66,59 +80,153 @@ def run_row(model, slice_name, cfg, timeout):
     return result
 
 
+def tried(results: dict, model: str, slice_name: str) -> list:
+  """(setting, result or None) for each setting of a row up to the first that fits."""
+  out = []
+  for cfg in settings(model, slice_name):
+    rec = results.get(row_key(model, slice_name, cfg))
+    out.append((cfg, rec))
+    if rec is None or rec.get("status") == "fits":
+      break
+  return out
+
+
+def _fitting(results: dict, model: str, slice_name: str):
+  """The setting that fits this slice, or None."""
+  cfg, rec = tried(results, model, slice_name)[-1]
+  return cfg if rec is not None and rec.get("status") == "fits" else None
+
+
 def markdown(results: dict) -> str:
+  """The memory table: one line per setting tried, then each model's smallest slice."""
   lines = ["| model | slice | mesh (data x model) | fsdp | remat | scan | params/dev GiB | "
            "opt state/dev GiB | temporaries/dev GiB | total/dev GiB | HBM GiB | fits | "
            "TFLOPs/dev/step | compile s |",
            "|---" * 14 + "|"]
   for model in MODELS:
     for slice_name in SLICES:
-      cfg = setting(model, slice_name)
-      r = results.get(row_key(model, slice_name, cfg))
-      head = (f"| {model} | {slice_name} | {DEVICES[slice_name] // cfg['num_partitions']} x "
-              f"{cfg['num_partitions']} | {cfg['fsdp']} | {cfg['remat_policy']} | "
-              f"{cfg['scan_layers']} |")
-      if r is None or "steps" not in r:
-        status = "not computed" if r is None else r["status"]
-        lines.append(head + f" {status} |" + " |" * 7)
-        continue
-      s = r["steps"][0]
-      tflops = "-" if s["flops"] is None else f"{s['flops'] / 1e12:.2f}"
-      g = lambda v: f"{v / 2**30:.2f}"  # noqa: E731
-      lines.append(head + f" {g(s['params'])} | {g(s['optimizer_state'])} | {g(s['temporaries'])} "
-                   f"| {g(s['total'])} | {g(s['hbm'])} | {'yes' if s['fits'] else 'NO'} | "
-                   f"{tflops} | {s['compile_seconds']:.0f} |")
+      for cfg, r in tried(results, model, slice_name):
+        head = (f"| {model} | {slice_name} | {DEVICES[slice_name] // cfg['num_partitions']} x "
+                f"{cfg['num_partitions']} | {cfg['fsdp']} | {cfg['remat_policy']} | "
+                f"{cfg['scan_layers']} |")
+        if r is None or "steps" not in r:
+          status = "not computed" if r is None else r["status"]
+          lines.append(head + f" {status} |" + " |" * 7)
+          continue
+        s = r["steps"][0]
+        tflops = "-" if s["flops"] is None else f"{s['flops'] / 1e12:.2f}"
+        g = lambda v: f"{v / 2**30:.2f}"  # noqa: E731
+        lines.append(head + f" {g(s['params'])} | {g(s['optimizer_state'])} | "
+                     f"{g(s['temporaries'])} | {g(s['total'])} | {g(s['hbm'])} | "
+                     f"{'yes' if s['fits'] else 'NO'} | {tflops} | {s['compile_seconds']:.0f} |")
+  lines += ["", "| model | smallest slice that fits | setting |", "| --- | --- | --- |"]
+  for model in MODELS:
+    found = smallest_slice(results, model)
+    if found is None:
+      lines.append(f"| {model} | none of the slices tried | |")
+      continue
+    slice_name, cfg, unknown = found
+    where = slice_name or "not computed"
+    if unknown:
+      where += f" ({', '.join(unknown)} not computed)"
+    lines.append(f"| {model} | {where} | {describe(cfg) if cfg else ''} |")
   return "\n".join(lines)
+
+
+def smallest_slice(results: dict, model: str):
+  """(slice, setting, smaller slices not computed) of the slice with the fewest devices where
+  the model fits: slice and setting None where none fits yet; None when none fits anywhere."""
+  unknown = []
+  for slice_name in SLICES:  # SLICES is ordered by device count
+    cfg = _fitting(results, model, slice_name)
+    if cfg is not None:
+      return slice_name, cfg, unknown
+    if tried(results, model, slice_name)[-1][1] is None:
+      unknown.append(slice_name)
+  return (None, None, unknown) if unknown else None
+
+
+def describe(cfg: dict) -> str:
+  parts = [f"{cfg['num_partitions']}-way model parallel" if cfg["num_partitions"] > 1
+           else "data parallel"]
+  parts += ["FSDP"] if cfg["fsdp"] else []
+  parts += [f"remat {cfg['remat_policy']}"] if cfg["remat_policy"] != "none" else []
+  parts += ["scanned layers"] if cfg["scan_layers"] else []
+  return ", ".join(parts)
+
+
+def scale_gin(results: dict, model: str, slice_name: str) -> str:
+  """A gin/scale/ file for a measured fitting row."""
+  cfg = _fitting(results, model, slice_name)
+  if cfg is None:
+    raise ValueError(f"{model} has no fitting result on {slice_name}")
+  step = results[row_key(model, slice_name, cfg)]["steps"][0]
+  mesh = f"{DEVICES[slice_name] // cfg['num_partitions']} x {cfg['num_partitions']}"
+  return (f"# {model} on a {slice_name} at batch {BATCH}, lengths 512/512: "
+          f"{step['total'] / 2**30:.2f} of {step['hbm'] / 2**30:.0f} GiB\n"
+          f"# per device, {mesh} (data x model) mesh, {describe(cfg)}. Measured by\n"
+          "# benchmarks/precompile_table.py (docs/scale.md), which wrote this file. Give it after "
+          "the model\n# and run files (the run files set num_partitions themselves):\n"
+          f"#   python -m synthetic_pretraining.train --gin_file=gin/models/{model}.gin \\\n"
+          f"#     --gin_file=gin/runs/pretrain.gin --gin_file={scale_gin_path(model, slice_name)} ...\n"
+          f"# (MODEL: gin/models/{model}.gin)\n"
+          f"network.T5Config.scan_layers = {cfg['scan_layers']}\n"
+          f"network.T5Config.remat_policy = '{cfg['remat_policy']}'\n"
+          f"partitioning.PjitPartitioner.num_partitions = {cfg['num_partitions']}\n"
+          f"partitioning.PjitPartitioner.fsdp = {cfg['fsdp']}\n")
+
+
+def scale_gin_path(model: str, slice_name: str) -> str:
+  return f"gin/scale/{model.replace('/', '_')}_{slice_name.replace('-', '_')}.gin"
+
+
+def load_results(path: str) -> dict:
+  """The rows computed so far, by key (the last line of a key wins)."""
+  results = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        rec = json.loads(line)
+        results[rec["key"]] = rec
+  return results
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results", default="benchmarks/precompile_table.jsonl")
   parser.add_argument("--markdown", action="store_true", help="print the table and exit")
+  parser.add_argument("--write_scale_gin", action="store_true",
+                      help="write gin/scale/<model>_<slice>.gin for each model's smallest slice "
+                      "(and the model|slice rows of --only) from the results, and exit")
   parser.add_argument("--only", default="", help="comma-separated model|slice rows to run")
   parser.add_argument("--timeout", type=int, default=3600, help="seconds per compile")
   args = parser.parse_args()
-  results = {}
-  if os.path.exists(args.results):
-    with open(args.results) as f:
-      for line in f:
-        rec = json.loads(line)
-        results[rec["key"]] = rec
+  results = load_results(args.results)
+  wanted = [tuple(x.split("|")) for x in args.only.split(",") if x]
   if args.markdown:
     print(markdown(results))
     return
-  wanted = [tuple(x.split("|")) for x in args.only.split(",") if x]
-  rows = wanted or [(m, s) for m in MODELS for s in SLICES]
-  for model, slice_name in rows:
-    cfg = setting(model, slice_name)
-    key = row_key(model, slice_name, cfg)
-    if key in results:
-      continue
-    rec = run_row(model, slice_name, cfg, args.timeout)
-    rec["key"] = key
-    with open(args.results, "a") as f:
-      f.write(json.dumps(rec) + "\n")
-    print(key, rec["status"], flush=True)
+  if args.write_scale_gin:
+    smallest = [smallest_slice(results, m) for m in MODELS]
+    rows = wanted + [(m, found[0]) for m, found in zip(MODELS, smallest)
+                     if found and found[0] and not found[2]]
+    for model, slice_name in dict.fromkeys(rows):
+      with open(scale_gin_path(model, slice_name), "w") as f:
+        f.write(scale_gin(results, model, slice_name))
+      print("wrote", scale_gin_path(model, slice_name))
+    return
+  for model, slice_name in wanted or [(m, s) for m in MODELS for s in SLICES]:
+    for cfg in settings(model, slice_name):
+      key = row_key(model, slice_name, cfg)
+      if key not in results:
+        rec = run_row(model, slice_name, cfg, args.timeout)
+        rec["key"] = key
+        results[key] = rec
+        with open(args.results, "a") as f:
+          f.write(json.dumps(rec) + "\n")
+        print(key, rec["status"], flush=True)
+      if results[key].get("status") == "fits":
+        break
 
 
 if __name__ == "__main__":

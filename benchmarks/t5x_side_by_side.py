@@ -19,9 +19,10 @@ SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=1); --no_retain_host_memory leaves glib
   PYTHONPATH=DIR/src:DIR/stubs:DIR/extra python benchmarks/t5x_side_by_side.py \
       [--model small] [--rounds 3] [--steps 2]
 
-Measured on the project's 2-core machine while another job held one core (T5 1.0 small, batch
-8, 512/128, --rounds 3 --steps 2, freed memory kept): ours 14.63 s/step, t5x 20.32 s, t5x/ours
-1.39x (rounds 1.02x, 1.42x, 1.36x); first-step losses equal (11271.1611328125). More in
+Measured on the project's idle 2-core machine (T5 1.0 small, batch 8, 512/128, --rounds 3
+--steps 2): freed memory kept, ours 7.029 s/step (MFU 57.8% of the 216.4 GFLOP/s peak read in the
+run), t5x 9.247 s, t5x/ours 1.32x (rounds 1.33x, 1.18x, 1.32x); glibc's default, 1.40x (9.547 s
+against 13.404 s). First-step losses equal (11271.1611328125). More in
 docs/scale.md, "CPU train-step efficiency".
 """
 import argparse

@@ -19,12 +19,10 @@ after the last step.
 
   python benchmarks/train_throughput.py [--models cpu,small] [--steps 3] [--rounds 2]
 
-Measured on the project's 2-core machine (AMD EPYC; 442 GFLOP/s fp32 matmul peak idle, the issue's
-figure) while another job held one core, T5 1.0 small, batch 8, lengths 512/128, --steps 3 --rounds
-2: before 9.19-11.49 s/step in round 1 (13.96 s median over both rounds, 1.3 million page faults and
-3.0 system CPU-seconds per step), now 6.97-7.10 s (7.27 s median, 705 tokens/s, 9 page faults, 0.03
-s): 1.31x in round 1 (1.92x over both is inflated: round 2's "before" ran beside a compile); a
-second run beside a compile job 1.12x (16.12 s vs 14.35 s), with 14.2 GB resident instead of 6.0.
+Measured on the project's idle 2-core machine (AMD EPYC; fp32 matmul peak 211.4 GFLOP/s as this
+benchmark reads it), T5 1.0 small, batch 8, lengths 512/128, --steps 3 --rounds 2: before 9.810 s
+per step (median; 42.4% MFU, 1.29 million page faults and 4.4 system CPU-seconds per step), now
+6.846 s (748 tokens/s, 60.7% MFU, 0 page faults, 0.03 s), 1.43x; 6.1 GB resident in both.
 docs/scale.md, "CPU train-step efficiency", has the profile of the step and the comparison with
 t5x's.
 """
