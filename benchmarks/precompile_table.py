@@ -119,29 +119,35 @@ def markdown(results: dict) -> str:
         lines.append(head + f" {g(s['params'])} | {g(s['optimizer_state'])} | "
                      f"{g(s['temporaries'])} | {g(s['total'])} | {g(s['hbm'])} | "
                      f"{'yes' if s['fits'] else 'NO'} | {tflops} | {s['compile_seconds']:.0f} |")
-  lines += ["", "| model | smallest slice that fits | setting |", "| --- | --- | --- |"]
+  lines += ["", "| model | smallest slice that fits | setting | total/dev GiB of HBM | gin file |",
+            "| --- | --- | --- | --- | --- |"]
   for model in MODELS:
     found = smallest_slice(results, model)
     if found is None:
-      lines.append(f"| {model} | none of the slices tried | |")
+      lines.append(f"| {model} | none of the slices tried | | | |")
       continue
     slice_name, cfg, unknown = found
-    where = slice_name or "not computed"
-    if unknown:
-      where += f" ({', '.join(unknown)} not computed)"
-    lines.append(f"| {model} | {where} | {describe(cfg) if cfg else ''} |")
+    where = (slice_name or "not computed") + (f" ({', '.join(unknown)} not computed)"
+                                              if unknown else "")
+    if cfg is None:
+      lines.append(f"| {model} | {where} | | | |")
+      continue
+    step = results[row_key(model, slice_name, cfg)]["steps"][0]
+    lines.append(f"| {model} | {where} | {describe(cfg)} | {step['total'] / 2**30:.2f} of "
+                 f"{step['hbm'] / 2**30:.0f} | `{scale_gin_path(model, slice_name)}` |")
   return "\n".join(lines)
 
 
 def smallest_slice(results: dict, model: str):
-  """(slice, setting, smaller slices not computed) of the slice with the fewest devices where
-  the model fits: slice and setting None where none fits yet; None when none fits anywhere."""
+  """(slice, setting, smaller slices not known) of the slice with the fewest devices where the
+  model fits: slice and setting None where none fits yet; None when it fits on none of them."""
   unknown = []
   for slice_name in SLICES:  # SLICES is ordered by device count
     cfg = _fitting(results, model, slice_name)
     if cfg is not None:
       return slice_name, cfg, unknown
-    if tried(results, model, slice_name)[-1][1] is None:
+    if any(rec is None or rec.get("status") not in ("fits", "does not fit")
+           for _, rec in tried(results, model, slice_name)):  # not run, timed out or failed
       unknown.append(slice_name)
   return (None, None, unknown) if unknown else None
 
@@ -211,6 +217,7 @@ def main():
     rows = wanted + [(m, found[0]) for m, found in zip(MODELS, smallest)
                      if found and found[0] and not found[2]]
     for model, slice_name in dict.fromkeys(rows):
+      os.makedirs(os.path.dirname(scale_gin_path(model, slice_name)), exist_ok=True)
       with open(scale_gin_path(model, slice_name), "w") as f:
         f.write(scale_gin(results, model, slice_name))
       print("wrote", scale_gin_path(model, slice_name))
