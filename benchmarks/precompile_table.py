@@ -49,6 +49,10 @@ def settings(model: str, slice_name: str) -> list:
   return [first] if lean == first else [first, lean]
 
 
+def mesh(slice_name: str, cfg: dict) -> str:
+  return f"{DEVICES[slice_name] // cfg['num_partitions']} x {cfg['num_partitions']}"
+
+
 def row_key(model, slice_name, cfg):
   return f"{model}|{slice_name}|{json.dumps(cfg, sort_keys=True)}"
 
@@ -106,9 +110,8 @@ def markdown(results: dict) -> str:
   for model in MODELS:
     for slice_name in SLICES:
       for cfg, r in tried(results, model, slice_name):
-        head = (f"| {model} | {slice_name} | {DEVICES[slice_name] // cfg['num_partitions']} x "
-                f"{cfg['num_partitions']} | {cfg['fsdp']} | {cfg['remat_policy']} | "
-                f"{cfg['scan_layers']} |")
+        head = (f"| {model} | {slice_name} | {mesh(slice_name, cfg)} | {cfg['fsdp']} | "
+                f"{cfg['remat_policy']} | {cfg['scan_layers']} |")
         if r is None or "steps" not in r:
           status = "not computed" if r is None else r["status"]
           lines.append(head + f" {status} |" + " |" * 7)
@@ -122,25 +125,21 @@ def markdown(results: dict) -> str:
   lines += ["", "| model | smallest slice that fits | setting | total/dev GiB of HBM | gin file |",
             "| --- | --- | --- | --- | --- |"]
   for model in MODELS:
-    found = smallest_slice(results, model)
-    if found is None:
-      lines.append(f"| {model} | none of the slices tried | | | |")
-      continue
-    slice_name, cfg, unknown = found
-    where = (slice_name or "not computed") + (f" ({', '.join(unknown)} not computed)"
-                                              if unknown else "")
+    slice_name, cfg, unknown = smallest_slice(results, model)
+    where = slice_name or ("not computed" if unknown else "none of the slices tried")
+    where += f" ({', '.join(unknown)} not computed)" if unknown and slice_name else ""
     if cfg is None:
       lines.append(f"| {model} | {where} | | | |")
       continue
-    step = results[row_key(model, slice_name, cfg)]["steps"][0]
-    lines.append(f"| {model} | {where} | {describe(cfg)} | {step['total'] / 2**30:.2f} of "
-                 f"{step['hbm'] / 2**30:.0f} | `{scale_gin_path(model, slice_name)}` |")
+    lines.append(f"| {model} | {where} | {describe(cfg)} | "
+                 f"{_total_of_hbm(results, model, slice_name, cfg)} | "
+                 f"`{scale_gin_path(model, slice_name)}` |")
   return "\n".join(lines)
 
 
 def smallest_slice(results: dict, model: str):
   """(slice, setting, smaller slices not known) of the slice with the fewest devices where the
-  model fits: slice and setting None where none fits yet; None when it fits on none of them."""
+  model fits; slice and setting are None where it fits on none of those known."""
   unknown = []
   for slice_name in SLICES:  # SLICES is ordered by device count
     cfg = _fitting(results, model, slice_name)
@@ -149,7 +148,12 @@ def smallest_slice(results: dict, model: str):
     if any(rec is None or rec.get("status") not in ("fits", "does not fit")
            for _, rec in tried(results, model, slice_name)):  # not run, timed out or failed
       unknown.append(slice_name)
-  return (None, None, unknown) if unknown else None
+  return None, None, unknown
+
+
+def _total_of_hbm(results: dict, model: str, slice_name: str, cfg: dict) -> str:
+  step = results[row_key(model, slice_name, cfg)]["steps"][0]
+  return f"{step['total'] / 2**30:.2f} of {step['hbm'] / 2**30:.0f}"
 
 
 def describe(cfg: dict) -> str:
@@ -166,11 +170,9 @@ def scale_gin(results: dict, model: str, slice_name: str) -> str:
   cfg = _fitting(results, model, slice_name)
   if cfg is None:
     raise ValueError(f"{model} has no fitting result on {slice_name}")
-  step = results[row_key(model, slice_name, cfg)]["steps"][0]
-  mesh = f"{DEVICES[slice_name] // cfg['num_partitions']} x {cfg['num_partitions']}"
   return (f"# {model} on a {slice_name} at batch {BATCH}, lengths 512/512: "
-          f"{step['total'] / 2**30:.2f} of {step['hbm'] / 2**30:.0f} GiB\n"
-          f"# per device, {mesh} (data x model) mesh, {describe(cfg)}. Measured by\n"
+          f"{_total_of_hbm(results, model, slice_name, cfg)} GiB\n"
+          f"# per device, {mesh(slice_name, cfg)} (data x model) mesh, {describe(cfg)}. Measured by\n"
           "# benchmarks/precompile_table.py (docs/scale.md), which wrote this file. Give it after "
           "the model\n# and run files (the run files set num_partitions themselves):\n"
           f"#   python -m synthetic_pretraining.train --gin_file=gin/models/{model}.gin \\\n"
@@ -213,9 +215,9 @@ def main():
     print(markdown(results))
     return
   if args.write_scale_gin:
-    smallest = [smallest_slice(results, m) for m in MODELS]
-    rows = wanted + [(m, found[0]) for m, found in zip(MODELS, smallest)
-                     if found and found[0] and not found[2]]
+    smallest = {m: smallest_slice(results, m) for m in MODELS}
+    rows = wanted + [(m, slice_name) for m, (slice_name, _, unknown) in smallest.items()
+                     if slice_name and not unknown]
     for model, slice_name in dict.fromkeys(rows):
       os.makedirs(os.path.dirname(scale_gin_path(model, slice_name)), exist_ok=True)
       with open(scale_gin_path(model, slice_name), "w") as f:
@@ -223,17 +225,14 @@ def main():
       print("wrote", scale_gin_path(model, slice_name))
     return
   for model, slice_name in wanted or [(m, s) for m in MODELS for s in SLICES]:
-    for cfg in settings(model, slice_name):
-      key = row_key(model, slice_name, cfg)
-      if key not in results:
-        rec = run_row(model, slice_name, cfg, args.timeout)
-        rec["key"] = key
-        results[key] = rec
-        with open(args.results, "a") as f:
-          f.write(json.dumps(rec) + "\n")
-        print(key, rec["status"], flush=True)
-      if results[key].get("status") == "fits":
-        break
+    # Run the first setting without a result until one fits or none is left (`tried`).
+    while (last := tried(results, model, slice_name)[-1])[1] is None:
+      key = row_key(model, slice_name, last[0])
+      rec = dict(run_row(model, slice_name, last[0], args.timeout), key=key)
+      results[key] = rec
+      with open(args.results, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+      print(key, rec["status"], flush=True)
 
 
 if __name__ == "__main__":

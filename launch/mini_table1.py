@@ -98,8 +98,9 @@ PRESETS: Dict[str, Preset] = {
                    infer_examples=256, stats_schemes=("stats_mean_std",),
                    step_seconds=(("pretrain_64x64", 0.33), ("pretrain_128x128", 0.82),
                                  ("finetune", 1.0), ("eval", 9.0), ("run", 20.0))),
-    # make demo, at most 15 minutes (estimate ~13, at the `full` run's step times): Set (one
-    # seed) and the Set model's statistics against random init.
+    # make demo, at most 15 minutes (estimate ~13, at the `full` run's step times; an eval here
+    # is about half of one there: 8 batches, 64 decodes): Set (one seed) and the Set model's
+    # statistics against random init.
     "demo": Preset(pretrain={"set": (64, 64, 800)}, natural=None, stats_from="set",
                    stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=200, seeds=(1,),
                    learning_rates=(1e-2,), finetune_steps=120, finetune_batch=16,

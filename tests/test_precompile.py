@@ -151,9 +151,9 @@ def test_scale_gin_files_are_written_from_the_measured_table():
       path = table.scale_gin_path(model, slice_name)
       if os.path.exists(os.path.join(REPO, path)):
         written[path] = table.scale_gin(results, model, slice_name)  # raises unless it fits
-    found = table.smallest_slice(results, model)
-    if found and found[0] and not found[2]:  # each model's known smallest slice has its file
-      assert table.scale_gin_path(model, found[0]) in written
+    slice_name, _, unknown = table.smallest_slice(results, model)
+    if slice_name and not unknown:  # each model's known smallest slice has its file
+      assert table.scale_gin_path(model, slice_name) in written
   assert sorted(written) == sorted(
       os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "gin", "scale", "*.gin")))
   for path, text in written.items():
