@@ -262,16 +262,17 @@ def truncation_share(flags: Sequence[str], num_examples: int = 200) -> Dict[str,
   """{feature: share of examples cut} for the first `num_examples` training examples of the
   run `flags` describe, measured under the run's own gin configuration."""
   import gin  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import data, train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train
+  from synthetic_pretraining.data import pipeline  # pylint: disable=import-outside-toplevel
   shares = {}
 
   def measure():
     lengths = dict(gin.query_parameter("%TASK_FEATURE_LENGTHS"))
-    cfg = data.DatasetConfig(mixture_or_task_name=gin.query_parameter("%MIXTURE_OR_TASK_NAME"),
+    cfg = pipeline.DatasetConfig(mixture_or_task_name=gin.query_parameter("%MIXTURE_OR_TASK_NAME"),
                              task_feature_lengths=lengths, split="train", batch_size=1,
                              shuffle=False, module="tasks")
-    counter = data.TruncationCounter(lengths)
-    ds = data.build_dataset(cfg, seed=0, shard_info=data.shard_info(), num_epochs=None,
+    counter = pipeline.TruncationCounter(lengths)
+    ds = pipeline.build_dataset(cfg, seed=0, shard_info=pipeline.shard_info(), num_epochs=None,
                             counter=counter)
     for _ in ds.take(num_examples):
       pass
@@ -328,14 +329,15 @@ def _best(model_dir: str) -> Tuple[int, float]:
 def _position_split(run: Run) -> None:
   """position_split.json at the run's best step; then only the best and last checkpoints stay."""
   import gin  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import checkpoints, paths, position_split, train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import paths, position_split, train
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
   step, _ = _best(run.model_dir)
   if position_split.read(run.model_dir) is None:
     result = {}
 
     def diagnose():
       result.update(position_split.diagnose(
-          checkpoint_path=checkpoints.step_dir(run.model_dir, step), task="squad_offline",
+          checkpoint_path=orbax_format.step_dir(run.model_dir, step), task="squad_offline",
           lengths=dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
           batch_size=gin.query_parameter("%BATCH_SIZE")))
 
@@ -345,10 +347,10 @@ def _position_split(run: Run) -> None:
     if train.main(flags, entry_point=diagnose) != 0:
       raise SystemExit(f"error: the position split of {run.model_dir} failed.")
     position_split.write(run.model_dir, step, result)
-  keep = {step, max(checkpoints.checkpoint_steps(run.model_dir), default=step)}
-  for other in checkpoints.checkpoint_steps(run.model_dir):
+  keep = {step, max(orbax_format.checkpoint_steps(run.model_dir), default=step)}
+  for other in orbax_format.checkpoint_steps(run.model_dir):
     if other not in keep:
-      paths.rmtree(checkpoints.step_dir(run.model_dir, other))
+      paths.rmtree(orbax_format.step_dir(run.model_dir, other))
 
 
 def run(preset: str, out: str, dry_run: bool = False) -> int:

@@ -14,7 +14,8 @@ import os
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import metrics
+from synthetic_pretraining import errors
+from synthetic_pretraining.data import metrics
 from synthetic_pretraining import resources
 from synthetic_pretraining.synthetic import registry
 from synthetic_pretraining.synthetic import span_corruption
@@ -28,7 +29,7 @@ VALIDATION_PASSAGES = 100
 
 def _read_lines(path: str):
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: the offline data ships with the package "
+    raise errors.MissingInputError(f"{path} is missing: the offline data ships with the package "
                             "(scripts/make_offline_data.py derives it); reinstall it.")
   with open(path, encoding="utf-8") as f:
     return [line.rstrip("\n") for line in f if line.strip()]
@@ -58,7 +59,7 @@ def _natural_text(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset
   directory = os.path.join(DATA, NATURAL_TEXT)
   files = sorted(f for f in os.listdir(directory) if f.endswith(".txt")) if os.path.isdir(directory) else []
   if not files:
-    raise FileNotFoundError(f"No passages in {directory}: the offline data ships with the "
+    raise errors.MissingInputError(f"No passages in {directory}: the offline data ships with the "
                             "package (scripts/make_offline_data.py derives it); reinstall it.")
   passages = [p for f in files for p in _read_lines(os.path.join(directory, f))]
   chosen = passages[-VALIDATION_PASSAGES:] if split == "validation" else passages[:-VALIDATION_PASSAGES]

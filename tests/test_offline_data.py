@@ -7,7 +7,7 @@ import numpy as np
 import seqio
 
 import synthetic_pretraining.tasks  # noqa: F401
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import registry
 from synthetic_pretraining.tasks import offline
 
