@@ -1,4 +1,5 @@
-"""Test set-up: 8 fake CPU devices, the toy task importable, gin state cleared between tests."""
+"""Test set-up: 8 fake CPU devices, the toy task importable, gin state cleared between tests,
+and every test marked `unit` or `e2e` (pytest.ini; `make test-fast` runs the unit tests)."""
 import os
 import sys
 
@@ -9,6 +10,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gin  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
+
+
+KINDS = ("unit", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Every test says what it is, so `make test-fast` never silently loses or gains one."""
+  del config
+  unmarked = [item.nodeid for item in items
+              if sum(item.get_closest_marker(k) is not None for k in KINDS) != 1]
+  if unmarked:
+    raise pytest.UsageError(f"tests need exactly one of the markers {KINDS} (pytest.ini): "
+                            + ", ".join(unmarked[:10]) + (" ..." if len(unmarked) > 10 else ""))
 
 
 @pytest.fixture(autouse=True)

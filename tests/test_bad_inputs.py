@@ -21,6 +21,8 @@ from synthetic_pretraining.training import evaluation
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.stats_init import __main__ as stats_init_main
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILE_TASK = "bad_inputs_file_task"
 _TF_STARTUP = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} )")

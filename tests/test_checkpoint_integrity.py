@@ -9,12 +9,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
-import toy_tasks
+import toy_run
 
 from synthetic_pretraining.checkpointing import integrity
 from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import cli
 from synthetic_pretraining import train
+
+pytestmark = pytest.mark.e2e
 
 
 def _write_checkpoint(step_dir: str, step: int) -> None:
@@ -115,14 +117,9 @@ def test_never_a_silent_restart_when_every_checkpoint_is_damaged(model_dir):
 
 
 def _train_args(model_dir, steps, *extra):
-  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=16", "--gin.CHECKPOINT_PERIOD=2",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}", "--gin.EVAL_PERIOD=1000",
-          "--gin.EVAL_STEPS=1", "--gin.LOG_PERIOD=1", "--gin.network.T5Config.emb_dim=16",
-          "--gin.network.T5Config.mlp_dim=32", "--gin.network.T5Config.num_heads=2",
-          "--gin.network.T5Config.head_dim=8", *extra]
+  return toy_run.args(model_dir, steps, "--gin.CHECKPOINT_PERIOD=2", "--gin.EVAL_PERIOD=1000",
+                      "--gin.LOG_PERIOD=1", *extra, model=toy_run.NARROW, lengths=(12, 12),
+                      batch=16, eval_steps=1)
 
 
 def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):

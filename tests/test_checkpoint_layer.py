@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-import toy_tasks
+import toy_run
 from reference import T5X_TINY
 
 from synthetic_pretraining.checkpointing import resolver
@@ -20,19 +20,14 @@ from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import train
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ("--gin.CHECKPOINT_PERIOD=3", "--gin.EVAL_PERIOD=1000", "--gin.LOG_PERIOD=3")
 
 
 def _args(model_dir, steps, *extra):
-  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=8",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 10, 'targets': 10}",
-          "--gin.network.T5Config.emb_dim=32", "--gin.network.T5Config.mlp_dim=64",
-          "--gin.network.T5Config.num_encoder_layers=1",
-          "--gin.network.T5Config.num_decoder_layers=1", *COMMON, *extra]
+  return toy_run.args(model_dir, steps, *COMMON, *extra)
 
 
 def _assert_same_params(dir_a, dir_b):

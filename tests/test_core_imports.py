@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = ("synthetic_pretraining.model.network", "synthetic_pretraining.model.models",
         "synthetic_pretraining.model.optimizers", "synthetic_pretraining.model.partitioning",
@@ -20,7 +22,6 @@ def _modules_after(code: str):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.unit
 def test_core_imports_pull_in_neither_tensorflow_nor_seqio():
   loaded = _modules_after("\n".join(f"import {m}" for m in CORE))
   assert set(CORE) <= set(loaded)
@@ -28,7 +29,6 @@ def test_core_imports_pull_in_neither_tensorflow_nor_seqio():
   assert not heavy, f"the core imported {heavy}"
 
 
-@pytest.mark.unit
 def test_a_train_step_runs_without_tensorflow_or_seqio():
   # Importing tensorflow or seqio fails in this process, so any import of them breaks the step.
   code = """

@@ -20,6 +20,8 @@ from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.data import prefetch
 from synthetic_pretraining.synthetic import workers
 
+pytestmark = pytest.mark.unit
+
 LENGTHS = {"inputs": 64, "targets": 64}
 # sha256 (first 16 hex digits) of the first batches of pipeline.build_dataset at f3c4406.
 GOLDEN = {("reverse", None, False, 4): "23a4af44d811f18a",

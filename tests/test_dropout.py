@@ -1,4 +1,5 @@
 """Dropout masks broadcast over the same axes as t5x's example network."""
+import pytest
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,8 @@ import numpy as np
 
 from synthetic_pretraining.model import layers
 from synthetic_pretraining.model import network
+
+pytestmark = pytest.mark.unit
 
 TINY = dict(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=1,
             num_decoder_layers=1, dropout_rate=0.5)

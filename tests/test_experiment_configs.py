@@ -11,6 +11,8 @@ from synthetic_pretraining.model import network
 from synthetic_pretraining import train  # noqa: F401  (registers every configurable)
 from synthetic_pretraining.data import vocabularies
 
+pytestmark = pytest.mark.unit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_TASKS = [
     "lime", "nonsense_summary", "nesting_language", "set", "identity", "delete", "sort", "union",

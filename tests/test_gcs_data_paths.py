@@ -11,6 +11,8 @@ from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
 
+pytestmark = [pytest.mark.e2e, pytest.mark.gcs]
+
 
 def test_export_to_gs_writes_the_same_file_as_to_disk(gcs, tmp_path):
   argv = ["--task=set", "--num_examples=40", "--seed=2"]

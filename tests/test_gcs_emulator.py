@@ -1,4 +1,5 @@
 """Every GCS client the project uses reaches the local emulator (tests/gcs_emulator.py)."""
+import pytest
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from synthetic_pretraining import paths
+
+pytestmark = [pytest.mark.e2e, pytest.mark.gcs]
 
 
 def test_path_layer_on_gs_goes_to_the_emulator(gcs):

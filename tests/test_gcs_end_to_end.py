@@ -7,6 +7,7 @@ the gs:// checkpoint into gs://, finetune from it, then `infer`, `report` and
 `main` functions (the code `python -m ...` runs), except the killed run, which is a subprocess
 with the emulator's environment; the `gcs` fixture checks that no local `gs:` folder appears.
 """
+import pytest
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import textwrap
 
 import numpy as np
+import toy_run
 import toy_tasks
 
 from synthetic_pretraining.checkpointing import orbax_format
@@ -24,13 +26,11 @@ from synthetic_pretraining import report
 from synthetic_pretraining import train
 from synthetic_pretraining.stats_init import __main__ as stats_init_cli
 
+pytestmark = [pytest.mark.e2e, pytest.mark.gcs, pytest.mark.slow]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin.network.T5Config.emb_dim=32",
-         "--gin.network.T5Config.mlp_dim=64", "--gin.network.T5Config.num_encoder_layers=1",
-         "--gin.network.T5Config.num_decoder_layers=1"]
-TASK = [f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-        "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", "--gin.BATCH_SIZE=8",
-        "--gin.TASK_FEATURE_LENGTHS={'inputs': 10, 'targets': 10}"]
+MODEL = [toy_run.CPU_MODEL, *toy_run.TINY]
+TASK = [*toy_run.task_flags(), "--gin.BATCH_SIZE=8", toy_run.lengths_flag(10, 10)]
 
 
 def _train_args(model_dir, steps, *extra):

@@ -12,6 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "launch"))
 import tpu_vm  # pylint: disable=wrong-import-position
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 
 def _dry_run(script, *flags):
   flags = list(flags)

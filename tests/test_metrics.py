@@ -3,6 +3,8 @@ import pytest
 
 from synthetic_pretraining.data import metrics
 
+pytestmark = pytest.mark.unit
+
 
 def test_exact_match_and_f1_without_normalisation():
   # EM: 1 of 3. F1: 1; "a b c" vs "a b d": p = r = 2/3 -> 2/3; "The cat" vs "the cat": case

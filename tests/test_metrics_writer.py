@@ -8,6 +8,8 @@ from synthetic_pretraining import paths
 
 from synthetic_pretraining.training import metrics_writer
 
+pytestmark = [pytest.mark.e2e, pytest.mark.gcs]
+
 
 def _scalars(directory):
   """{tag: [(step, value)]} from every event file in `directory`."""

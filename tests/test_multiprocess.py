@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import toy_run
 import toy_tasks
 from records import metric_records
 from multiprocess import launch, wait_all
@@ -14,13 +15,15 @@ from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining.training import interrupts
 from synthetic_pretraining import train
 
+pytestmark = [pytest.mark.e2e, pytest.mark.multiprocess, pytest.mark.slow]
+
 STEPS = 3
 
 
 def _train_args(model_dir):
   # Trains on a synthetic task (index-addressable: the global batch does not depend on the
   # process count) and evaluates the toy task whose 97-example validation split is uneven.
-  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+  return [toy_run.CPU_MODEL, "--gin_file=gin/runs/pretrain.gin",
           "--gin_file=gin/runs/cpu_demo.gin", "--gin.MIXTURE_OR_TASK_NAME='set'",
           f"--gin.train_eval/data.DatasetConfig.mixture_or_task_name='{toy_tasks.UNEVEN_TASK}'",
           "--gin.MIXTURE_OR_TASK_MODULE=['toy_tasks', 'synthetic_pretraining.tasks']",
@@ -28,8 +31,7 @@ def _train_args(model_dir):
           "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 64}",
           "--gin.EVAL_STEPS=None",  # the whole 97-example validation split: 49 + 48 per process
           "--gin.EVAL_PERIOD=1000", "--gin.LOG_PERIOD=1", "--gin.CHECKPOINT_PERIOD=1000",
-          "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
-          "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
+          *toy_run.NARROW]
 
 
 @pytest.fixture(scope="module")

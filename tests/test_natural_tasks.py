@@ -14,6 +14,8 @@ from synthetic_pretraining import resources
 from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.tasks import natural
 
+pytestmark = pytest.mark.unit
+
 
 def _write(root, task, **splits):
   directory = root / "finetuning_data" / task

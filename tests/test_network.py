@@ -14,6 +14,8 @@ from synthetic_pretraining import resources
 
 from reference import T5X_TINY
 
+pytestmark = pytest.mark.unit
+
 
 def _flat_shapes(model):
   shapes = jax.eval_shape(model.init_params, jax.random.key(0))

@@ -1,4 +1,5 @@
 """Shipped data and vocabulary: squad_offline, natural_text and cpu_sp load with no network."""
+import pytest
 import json
 import os
 
@@ -10,6 +11,8 @@ import synthetic_pretraining.tasks  # noqa: F401
 from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import registry
 from synthetic_pretraining.tasks import offline
+
+pytestmark = pytest.mark.unit
 
 
 def _paragraphs(split):

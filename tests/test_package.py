@@ -22,6 +22,8 @@ from synthetic_pretraining import gin_utils
 from synthetic_pretraining import resources
 from synthetic_pretraining import train  # noqa: F401  (registers every configurable)
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What setup.py packages; the build works on a copy so the checkout gets no build/ or egg-info.
 PACKAGE_SOURCES = ("setup.py", "README.md", "synthetic_pretraining", "tasks", "gin", "data")

@@ -1,4 +1,5 @@
 """Sharding: the same numbers on one device and on a 4x2 mesh, and the expected layouts."""
+import pytest
 import jax
 import numpy as np
 import toy_tasks
@@ -11,6 +12,8 @@ from synthetic_pretraining.model import network
 from synthetic_pretraining.model import optimizers
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining.training import trainer as trainer_lib
+
+pytestmark = pytest.mark.unit
 
 CONFIG = network.T5Config(vocab_size=128, emb_dim=16, num_heads=4, head_dim=4, mlp_dim=32,
                           num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1)

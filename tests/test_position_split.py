@@ -1,7 +1,10 @@
 """The position split of token accuracy on hand-made cases."""
+import pytest
 import numpy as np
 
 from synthetic_pretraining import position_split
+
+pytestmark = pytest.mark.unit
 
 
 def test_categories_on_a_hand_made_case():

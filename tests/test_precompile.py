@@ -12,6 +12,9 @@ from synthetic_pretraining import gin_utils
 from synthetic_pretraining import precompile
 from synthetic_pretraining import resources
 
+# Module default; tests of another kind say so themselves.
+pytestmark = pytest.mark.e2e
+
 TINY = ["--gin_file=gin/models/t5_1_0/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
         "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 8}"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +68,7 @@ def test_bad_topology_is_one_line(tmp_path, capsys):
   assert code == 1 and len(err.strip().splitlines()) == 1 and "--topology='v9-8'" in err
 
 
+@pytest.mark.unit
 def test_supported_topologies_are_listed_in_help(capsys):
   with pytest.raises(SystemExit):
     precompile.main(["--help"])
@@ -94,6 +98,7 @@ def test_a_model_larger_than_the_chip_fails_with_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(resources.path("gin/scale/*.gin"))))
+@pytest.mark.unit
 def test_scale_gin_files_follow_their_model_and_run_files(path):
   with open(path) as f:
     text = f.read()
@@ -122,6 +127,7 @@ def _fake_row(table, model, slice_name, cfg, fits):
   return key, {"key": key, "status": "fits" if fits else "does not fit", "steps": [step]}
 
 
+@pytest.mark.unit
 def test_memory_table_tries_the_leanest_setting_after_one_that_does_not_fit():
   table = _table_script()
   first, lean = table.settings("t5_1_0/base", "v3-8")
@@ -142,6 +148,7 @@ def test_memory_table_tries_the_leanest_setting_after_one_that_does_not_fit():
   assert "remat_policy = 'full'" in text and "fsdp = True" in text and "10.00 of 16 GiB" in text
 
 
+@pytest.mark.unit
 def test_scale_gin_files_are_written_from_the_measured_table():
   table = _table_script()
   results = table.load_results(os.path.join(REPO, "benchmarks", "precompile_table.jsonl"))

@@ -9,6 +9,9 @@ from synthetic_pretraining import report
 from synthetic_pretraining.training import run_record
 from synthetic_pretraining.report import protocol
 
+# Module default; tests of another kind say so themselves.
+pytestmark = pytest.mark.unit
+
 
 def _record(path, task, seed=1, init=None, label=None, steps=10):
   path.mkdir(parents=True, exist_ok=True)
@@ -164,6 +167,8 @@ def _upload(local_dir, remote_dir):
   return remote_dir
 
 
+@pytest.mark.e2e
+@pytest.mark.gcs
 def test_runs_and_output_on_gs(tmp_path, gcs, capsys):
   # Run directories (with their run.json records) and --output_dir all in a bucket (the emulator).
   from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel

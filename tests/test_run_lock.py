@@ -23,6 +23,8 @@ time.sleep(600)
 _TRY = """
 import sys
 from synthetic_pretraining.training import run_lock
+
+pytestmark = pytest.mark.e2e
 try:
   run_lock.RunLock(sys.argv[1]).acquire()
 except run_lock.RunLockError as e:
@@ -112,18 +114,12 @@ def test_heartbeat_renews_the_lease(tmp_path):
 
 
 def test_train_refuses_a_model_dir_in_use_in_one_line(tmp_path, capsys):
-  import toy_tasks  # pylint: disable=import-outside-toplevel
+  import toy_run  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
   model_dir = tmp_path / "run"
   holder = _start_holder(model_dir)
   try:
-    args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
-            f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-            "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
-            "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=16",
-            "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
-            "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
-            "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
+    args = toy_run.args(model_dir, 2, model=toy_run.NARROW, lengths=(12, 12), batch=16)
     assert train.main(args) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"process {holder.pid} on host" in lines[0], lines

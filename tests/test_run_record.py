@@ -8,6 +8,8 @@ from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.training import run_record
 from synthetic_pretraining.stats_init import initializers
 
+pytestmark = pytest.mark.unit
+
 
 def _cfg():
   return pipeline.DatasetConfig(mixture_or_task_name="squad_offline",

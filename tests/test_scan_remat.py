@@ -10,6 +10,8 @@ from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining.model import models
 from synthetic_pretraining.model import network
 
+pytestmark = pytest.mark.unit
+
 CONFIG = network.T5Config(vocab_size=128, emb_dim=16, num_heads=4, head_dim=4, mlp_dim=32,
                           num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1,
                           activations=("gelu", "linear"), logits_via_embedding=False)

@@ -14,7 +14,7 @@ import gin
 import jax
 import numpy as np
 import pytest
-import toy_tasks
+import toy_run
 from flax import serialization
 from flax import traverse_util
 
@@ -34,6 +34,8 @@ from synthetic_pretraining.stats_init import statistics
 from synthetic_pretraining.stats_init.errors import StatsInitError
 from synthetic_pretraining.stats_init.errors import UnknownSchemeError
 from reference import T5X_TINY as REFERENCE
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_1_1 = "gin/models/t5_1_1/tiny.gin"
@@ -354,11 +356,8 @@ def test_every_paper_scheme_has_a_gin_file():
 
 # ------------------------------------------------------------------ training from statistics
 def test_a_model_initialised_from_statistics_trains(tmp_path):
-  common = ["--gin_file=gin/models/t5_1_0/cpu.gin",
-            f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-            "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", "--gin.BATCH_SIZE=16",
-            "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}", "--gin.EVAL_STEPS=2",
-            "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
+  common = [toy_run.CPU_MODEL, *toy_run.task_flags(), "--gin.BATCH_SIZE=16",
+            toy_run.lengths_flag(12, 12), "--gin.EVAL_STEPS=2", *toy_run.LEARNER]
   source = str(tmp_path / "source")
   assert train.main(common + ["--gin_file=gin/runs/pretrain.gin", f"--gin.MODEL_DIR='{source}'",
                               "--gin.TRAIN_STEPS=20", "--gin.EVAL_PERIOD=1000"]) == 0

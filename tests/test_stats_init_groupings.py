@@ -12,6 +12,8 @@ from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
 from synthetic_pretraining.stats_init import transform
 
+pytestmark = pytest.mark.unit
+
 N_MEAN, N_ZERO, CONST = procedures.NORMAL_MEAN_STD, procedures.NORMAL_ZERO_STD, procedures.CONSTANT_MEAN
 
 

@@ -22,6 +22,8 @@ from synthetic_pretraining.stats_init import statistics
 from synthetic_pretraining.stats_init import transform
 
 from reference import T5X_TINY as REFERENCE
+
+pytestmark = pytest.mark.unit
 T5_1_1_TINY = network.T5Config(emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16,
                                num_encoder_layers=2, num_decoder_layers=2,
                                activations=("gelu", "linear"), logits_via_embedding=False)

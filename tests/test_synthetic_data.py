@@ -24,6 +24,8 @@ from synthetic_pretraining.synthetic import file_source, lime, nesting_language,
 from synthetic_pretraining.synthetic import registry, simple_tasks, sources
 from synthetic_pretraining.synthetic.common import TokenSpace
 
+pytestmark = pytest.mark.unit
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIMPLE = sorted(simple_tasks.TASKS)
 ALL_TASKS = SIMPLE + list(lime.MODES) + ["nonsense_summary", "nesting_language"]

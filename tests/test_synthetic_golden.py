@@ -19,6 +19,8 @@ import pytest
 from reference import SAMPLES_DIR
 from synthetic_pretraining.synthetic import common, simple_tasks
 
+pytestmark = pytest.mark.unit
+
 
 def _reference_dir() -> pathlib.Path:
   return pathlib.Path(SAMPLES_DIR)

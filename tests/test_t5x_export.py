@@ -24,6 +24,8 @@ from synthetic_pretraining.training import trainer as trainer_lib
 from synthetic_pretraining.stats_init import __main__ as stats_cli
 from synthetic_pretraining.stats_init import sources
 
+pytestmark = pytest.mark.e2e
+
 TINY_1_0 = "gin/models/t5_1_0/tiny.gin"
 SEED = 3
 

@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T5X_GIN = os.path.join(ROOT, "gin", "t5x")
 # Files t5x ships (resolved by t5x's gin search path, not ours).

@@ -23,6 +23,8 @@ import pytest
 from synthetic_pretraining.stats_init import __main__ as stats_cli
 from synthetic_pretraining.stats_init import sources
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "tests/t5x_tiny.gin"
 

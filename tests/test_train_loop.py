@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import toy_run
 import toy_tasks
 from records import metric_records
 
@@ -18,21 +19,15 @@ from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining.model import models
 from synthetic_pretraining import train
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T5X_TRAIN_METRICS = ("loss", "cross_ent_loss", "cross_ent_loss_per_all_target_tokens", "z_loss",
                      "accuracy", "learning_rate", "timing/steps_per_second",
                      "timing/seqs_per_second", "timing/target_tokens_per_second")
 
 
-def _args(model_dir, steps, *extra, run="pretrain"):
-  return ["--gin_file=gin/models/t5_1_0/cpu.gin", f"--gin_file=gin/runs/{run}.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=8",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 10, 'targets': 10}", "--gin.EVAL_STEPS=2",
-          "--gin.network.T5Config.emb_dim=32", "--gin.network.T5Config.mlp_dim=64",
-          "--gin.network.T5Config.num_encoder_layers=1",
-          "--gin.network.T5Config.num_decoder_layers=1", *extra]
+_args = toy_run.args
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import os
 import jax
 import numpy as np
 import pytest
+import toy_run
 import toy_tasks
 from records import metric_records
 
@@ -16,14 +17,12 @@ from synthetic_pretraining import train
 from synthetic_pretraining.training import evaluation
 from synthetic_pretraining.training import trainer as trainer_lib
 
+pytestmark = pytest.mark.e2e
 
-def _args(model_dir, steps, *extra, lengths="{'inputs': 12, 'targets': 12}"):
-  return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=16",
-          f"--gin.TASK_FEATURE_LENGTHS={lengths}", "--gin.EVAL_STEPS=4",
-          "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128", *extra]
+
+def _args(model_dir, steps, *extra, lengths=(12, 12)):
+  return toy_run.args(model_dir, steps, *extra, model=toy_run.LEARNER, lengths=lengths, batch=16,
+                      eval_steps=4)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +108,9 @@ def test_initial_checkpoint_all_but_embedding(trained_dir):
 
 def test_eval_binary_scores_a_checkpoint(trained_dir, tmp_path):
   out = str(tmp_path / "eval")
-  args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/eval.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.CHECKPOINT_PATH='{trained_dir}'",
-          f"--gin.EVAL_OUTPUT_DIR='{out}'", "--gin.BATCH_SIZE=16",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
-          "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
+  args = [toy_run.CPU_MODEL, "--gin_file=gin/runs/eval.gin", *toy_run.task_flags(),
+          f"--gin.CHECKPOINT_PATH='{trained_dir}'", f"--gin.EVAL_OUTPUT_DIR='{out}'",
+          "--gin.BATCH_SIZE=16", toy_run.lengths_flag(12, 12), *toy_run.LEARNER]
   assert train.main(args, entry_point=evaluation.evaluate_checkpoint) == 0
   record = metric_records(out, "eval")[0]
   assert record["step"] == 150
@@ -138,7 +134,7 @@ def test_clear_errors(trained_dir, tmp_path, capsys):
 def test_cut_examples_are_reported(tmp_path, capfd):
   model_dir = str(tmp_path / "cut")
   assert train.main(_args(model_dir, 2, "--gin.LOG_PERIOD=1", "--gin.EVAL_PERIOD=1000",
-                          lengths="{'inputs': 5, 'targets': 12}")) == 0
+                          lengths=(5, 12))) == 0
   record = metric_records(model_dir, "train")[-1]
   assert record["truncation/inputs_examples_cut"] > 0
   assert record["truncation/inputs_tokens_cut"] >= record["truncation/inputs_examples_cut"]
@@ -204,13 +200,10 @@ def test_greedy_decoding_is_the_argmax_of_teacher_forcing_on_its_outputs(trained
 def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
   from synthetic_pretraining.training import inference  # pylint: disable=import-outside-toplevel
   out = str(tmp_path / "infer")
-  args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/infer.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.CHECKPOINT_PATH='{trained_dir}'",
-          f"--gin.INFER_OUTPUT_DIR='{out}'", "--gin.SPLIT='validation'", "--gin.NUM_DECODES=1",
-          "--gin.EVALUATOR_NUM_EXAMPLES=40", "--gin.BATCH_SIZE=16",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
-          "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
+  args = [toy_run.CPU_MODEL, "--gin_file=gin/runs/infer.gin", *toy_run.task_flags(),
+          f"--gin.CHECKPOINT_PATH='{trained_dir}'", f"--gin.INFER_OUTPUT_DIR='{out}'",
+          "--gin.SPLIT='validation'", "--gin.NUM_DECODES=1", "--gin.EVALUATOR_NUM_EXAMPLES=40",
+          "--gin.BATCH_SIZE=16", toy_run.lengths_flag(12, 12), *toy_run.LEARNER]
   assert train.main(args, entry_point=inference.infer) == 0
   record = metric_records(out, "infer")[0]
   assert record["step"] == 150 and 0.0 <= record["sequence_accuracy"] <= 100.0

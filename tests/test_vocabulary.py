@@ -26,6 +26,8 @@ SAMPLE_TASKS = ("set", "induct", "nonsense_summary", "nesting_language", "mtop",
 T5X_STYLE = f"""
 from __gin__ import dynamic_registration
 import seqio
+
+pytestmark = pytest.mark.unit
 VOCABULARY = @seqio.SentencePieceVocabulary()
 seqio.SentencePieceVocabulary.sentencepiece_model_file = "{vocabularies.CPU_SENTENCEPIECE_MODEL}"
 seqio.SentencePieceVocabulary.extra_ids = 100

@@ -210,7 +210,13 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
   iterator: Any = None
 
 
-def _sync(name: str) -> None:
+def sync_processes(name: str) -> None:
+  """A barrier across processes; nothing in a single process.
+
+  Skipping it there also keeps an extra cross-device program out of flight: XLA:CPU can deadlock
+  (and abort after its rendezvous timeout) when two independent programs with collectives run at
+  once on more fake devices than cores.
+  """
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
     multihost_utils.sync_global_devices(name)
@@ -258,13 +264,13 @@ class TrainingCheckpoints:
         fallback=self.restore_fallback if fallback is None else fallback)
     damaged = [s for s in steps if intact is not None and s > intact]
     if damaged:
-      _sync("checkpoint_integrity_verified")
+      sync_processes("checkpoint_integrity_verified")
       if jax.process_index() == 0:
         for step in damaged:
           source = step_dir(self.model_dir, step)
           paths.as_path(source).rename(f"{source}.damaged")
           logging.warning("Moved the damaged checkpoint aside: %s.damaged", source)
-      _sync("damaged_checkpoints_moved")
+      sync_processes("damaged_checkpoints_moved")
       self.manager.reload()
     return intact
 

@@ -26,11 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 from flax import traverse_util
-from jax.experimental import multihost_utils
 from jax.experimental.array_serialization import serialization as array_serialization
 
 from synthetic_pretraining import errors
 from synthetic_pretraining import paths
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining.checkpointing import t5x_reader
 
 # t5x's checkpoint format version (t5x/checkpoints.py VERSION); versions >= 2 keep the optimizer
@@ -108,7 +108,7 @@ def write_checkpoint(output_dir: paths.PathLike, params: Mapping[str, Any],
         for path, value in flat.items()))
 
   asyncio.run(_write_all())
-  multihost_utils.sync_global_devices(f"t5x_export:{directory}")
+  orbax_format.sync_processes(f"t5x_export:{directory}")
   if jax.process_index() == 0:
     state = {"version": T5X_CHECKPOINT_VERSION,
              "optimizer": {"target": traverse_util.unflatten_dict(specs, sep="/"),
@@ -116,5 +116,5 @@ def write_checkpoint(output_dir: paths.PathLike, params: Mapping[str, Any],
     # Written last: t5x (and our reader) take the directory to be a checkpoint once it exists.
     paths.write_atomic(paths.join(directory, "checkpoint"),
                        serialization.msgpack_serialize(state))
-  multihost_utils.sync_global_devices(f"t5x_export_done:{directory}")
+  orbax_format.sync_processes(f"t5x_export_done:{directory}")
   return directory
