@@ -56,8 +56,12 @@ class Preset:
     stats_from / stats_seeds: the statistics source task and its pre-training seeds.
     pretrain_batch / pretrain_eval_period: every pre-training run's batch and eval period.
     seeds: finetuning seeds. learning_rates: finetuning rates (several: a sweep on seeds[0]).
-    finetune_*: squad_offline sizes; eval_steps batches of validation per eval (None: all);
-      infer_examples test questions decoded per eval.
+    finetune_*: finetuning sizes on finetune_task (squad_window: 16-word contexts, at most 95
+      input tokens; 32 target tokens keep 99% of answers whole); eval_steps batches of
+      validation per eval (None: all); infer_examples test questions decoded per eval (the
+      same ones, spread over the test articles, for every run and for the trivial-rule floors).
+    Every pre-training run's lengths cover the finetuning lengths, so that every relative
+    position the finetuned model meets was trained (checked when a preset is made).
     step_seconds: measured seconds per step {'pretrain_<in>x<tgt>', 'finetune'} and per eval
       ('eval') and run ('run': compiling, starting the data), for the dry run's estimate.
   """
@@ -81,56 +85,41 @@ class Preset:
   run_gin: Tuple[str, ...] = ("gin/runs/cpu_demo.gin",)
   set_max_body: int = 48
   step_seconds: Tuple[Tuple[str, float], ...] = ()
+  finetune_task: str = "squad_window"
+
+  def __post_init__(self):
+    lengths = dict(self.pretrain, **({"natural_text": self.natural} if self.natural else {}))
+    for task, (inputs, targets, _) in lengths.items():
+      if inputs < self.finetune_lengths[0] or targets < self.finetune_lengths[1]:
+        raise ValueError(f"pre-training {task} at {inputs}/{targets} leaves relative positions "
+                         f"of the finetuning lengths {self.finetune_lengths} untrained")
 
 
 PRESETS: Dict[str, Preset] = {
-    # 2-core CPU, at most 3 hours (estimate ~130 min, measured 132.5). Step times of the cpu.gin
-    # model measured on an idle 2-core machine in the `full` run of 3 December 2026: batch 32 at
-    # 64/64 0.33 s, at 128/128 0.82 s; squad at 512/32, batch 16, 1.0 s (attention over 512 inputs
-    # costs more than the 128/128 step); an eval (16 batches, 256 greedy decodes) 9 s; starting a
-    # run 20 s. 700 finetuning steps would have taken 193 min; 320 fit with a margin. See
-    # docs/results/mini_table1/README.md.
-    "full": Preset(pretrain={"set": (64, 64, 2000), "lime": (128, 128, 1500)},
-                   natural=(128, 128, 1500), stats_from="set", stats_seeds=(0, 1),
-                   pretrain_batch=32, pretrain_eval_period=250, seeds=(1, 2),
-                   learning_rates=(1e-2,), finetune_steps=320, finetune_batch=16,
-                   finetune_lengths=(512, 32), eval_period=80, eval_steps=16,
-                   infer_examples=256, stats_schemes=("stats_mean_std",),
-                   step_seconds=(("pretrain_64x64", 0.33), ("pretrain_128x128", 0.82),
-                                 ("finetune", 1.0), ("eval", 9.0), ("run", 20.0))),
-    # make demo, at most 15 minutes (estimate ~13, at the `full` run's step times; an eval here
-    # is about half of one there: 8 batches, 64 decodes): Set (one seed) and the Set model's
-    # statistics against random init.
-    "demo": Preset(pretrain={"set": (64, 64, 800)}, natural=None, stats_from="set",
+    "full": Preset(pretrain={"set": (96, 96, 1500)}, natural=(96, 96, 1500), stats_from="set",
+                   stats_seeds=(0, 1), pretrain_batch=32, pretrain_eval_period=250, seeds=(1, 2),
+                   learning_rates=(1e-2,), finetune_steps=1500, finetune_batch=32,
+                   finetune_lengths=(96, 32), eval_period=250, eval_steps=8, infer_examples=512,
+                   stats_schemes=("stats_mean_std", "stats_scale"), set_max_body=92,
+                   step_seconds=()),
+    "demo": Preset(pretrain={"set": (96, 96, 600)}, natural=None, stats_from="set",
                    stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=200, seeds=(1,),
-                   learning_rates=(1e-2,), finetune_steps=120, finetune_batch=16,
-                   finetune_lengths=(512, 32), eval_period=60, eval_steps=8, infer_examples=64,
-                   stats_schemes=("stats_mean_std",),
-                   step_seconds=(("pretrain_64x64", 0.33), ("finetune", 1.0), ("eval", 5.0),
-                                 ("run", 20.0))),
-    # Seconds per run: the test suite runs the whole driver at this size, sweep included.
-    # One seed keeps it to 11 runs; pairing with Set seeds and the swept rate reaching later
-    # seeds are tested on finetune_runs' commands.
+                   learning_rates=(1e-2,), finetune_steps=600, finetune_batch=32,
+                   finetune_lengths=(96, 32), eval_period=200, eval_steps=8, infer_examples=256,
+                   stats_schemes=("stats_mean_std",), set_max_body=92, step_seconds=()),
     "toy": Preset(pretrain={"set": (32, 32, 4)}, natural=None, stats_from="set",
                   stats_seeds=(0,), pretrain_batch=8, pretrain_eval_period=2, seeds=(1,),
                   learning_rates=(1e-2, 3e-3), finetune_steps=4, finetune_batch=8,
-                  finetune_lengths=(64, 8), eval_period=2, eval_steps=1, infer_examples=8,
+                  finetune_lengths=(32, 8), eval_period=2, eval_steps=1, infer_examples=8,
                   stats_schemes=("stats_mean_std",), model_flags=TOY_MODEL, set_max_body=16),
-    # One H100-class GPU, at most 10 minutes: T5 1.0 small at the paper's 512/512 pre-training
-    # and SQuAD's 512/128 finetuning lengths and rate (1e-3), the shipped vocabulary (T5's own
-    # is on gs://, unreachable offline). Step times are estimated from FLOPs (6 x 60M params x
-    # tokens at ~100 TFLOP/s), not measured: no GPU was available when it was sized.
-    "gpu": Preset(pretrain={"set": (512, 512, 200)}, natural=(512, 512, 200),
-                  stats_from="set", stats_seeds=(0, 1), pretrain_batch=32,
-                  pretrain_eval_period=100, seeds=(1, 2), learning_rates=(1e-3,),
-                  finetune_steps=150, finetune_batch=32, finetune_lengths=(512, 128),
-                  eval_period=75, eval_steps=None, infer_examples=256,
+    "gpu": Preset(pretrain={"set": (96, 96, 2000)}, natural=None, stats_from="set",
+                  stats_seeds=(0,), pretrain_batch=128, pretrain_eval_period=500, seeds=(1, 2),
+                  learning_rates=(1e-3,), finetune_steps=600, finetune_batch=128,
+                  finetune_lengths=(96, 32), eval_period=200, eval_steps=None, infer_examples=1004,
                   stats_schemes=("stats_mean_std",), model_gin="gin/models/t5_1_0/small.gin",
-                  model_flags=("--gin.vocabularies.default_vocabulary.name='cpu_sp'",
+                  model_flags=("--gin.vocabularies.named_vocabulary.name='cpu_sp'",
                                "--gin.network.T5Config.vocab_size=None"),
-                  set_max_body=220,
-                  step_seconds=(("pretrain_512x512", 0.12), ("finetune", 0.07), ("eval", 8.0),
-                                ("run", 15.0))),
+                  set_max_body=92, step_seconds=()),
 }
 
 
@@ -214,7 +203,7 @@ def finetune_runs(p: Preset, out: str, learning_rates: Optional[Dict[str, float]
                                  f"seed_{seed}")
         flags = [f"--gin_file={p.model_gin}", "--gin_file=gin/runs/finetune.gin",
                  *p.model_flags, *init_flags(k), f"--gin.MODEL_DIR='{model_dir}'",
-                 "--gin.MIXTURE_OR_TASK_NAME='squad_offline'", _lengths(p.finetune_lengths),
+                 f"--gin.MIXTURE_OR_TASK_NAME='{p.finetune_task}'", _lengths(p.finetune_lengths),
                  f"--gin.TRAIN_STEPS={p.finetune_steps}", f"--gin.BATCH_SIZE={p.finetune_batch}",
                  f"--gin.SEED={seed}", f"--gin.LEARNING_RATE={rate if rate else '<swept>'}",
                  f"--gin.EVAL_PERIOD={p.eval_period}", f"--gin.EVAL_STEPS={p.eval_steps}",
@@ -325,26 +314,16 @@ def _best(model_dir: str) -> Tuple[int, float]:
   return int(best["step"]), float(best["accuracy"])
 
 
-def _position_split(run: Run) -> None:
+def _position_split(run: Run, task: str) -> None:
   """position_split.json at the run's best step; then only the best and last checkpoints stay."""
-  import gin  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import checkpoints, paths, position_split, train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import checkpoints, paths, position_split  # pylint: disable=import-outside-toplevel
   step, _ = _best(run.model_dir)
   if position_split.read(run.model_dir) is None:
-    result = {}
-
-    def diagnose():
-      result.update(position_split.diagnose(
-          checkpoint_path=checkpoints.step_dir(run.model_dir, step), task="squad_offline",
-          lengths=dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
-          batch_size=gin.query_parameter("%BATCH_SIZE")))
-
     # The run's own configuration, less its statistics initialiser (not needed to read a step).
     flags = [f for f in run.flags if not f.startswith("--gin.STATS_SOURCE")
-             and "gin/init/" not in f] + ["--gin.position_split.diagnose.model=%MODEL"]
-    if train.main(flags, entry_point=diagnose) != 0:
-      raise SystemExit(f"error: the position split of {run.model_dir} failed.")
-    position_split.write(run.model_dir, step, result)
+             and "gin/init/" not in f]
+    position_split.write(run.model_dir, step,
+                         position_split.split_run(run.model_dir, step, flags, task=task))
   keep = {step, max(checkpoints.checkpoint_steps(run.model_dir), default=step)}
   for other in checkpoints.checkpoint_steps(run.model_dir):
     if other not in keep:
@@ -371,6 +350,7 @@ def run(preset: str, out: str, dry_run: bool = False) -> int:
     return 0
   # Modules with gin configurables are imported before the first run parses (and locks) gin.
   from synthetic_pretraining import position_split, report  # pylint: disable=import-outside-toplevel,unused-import
+  import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   start = time.time()
   preflight(pretrain)
   for i, r in enumerate(pretrain, 1):
@@ -395,7 +375,7 @@ def run(preset: str, out: str, dry_run: bool = False) -> int:
       print(f"[finetune] {r.label} lr {r.learning_rate:g} seed {r.seed}  "
             f"({(time.time() - start) / 60:.1f} min)", flush=True)
       _train(r.flags)
-    _position_split(r)
+    _position_split(r, p.finetune_task)
   from synthetic_pretraining import paths, report  # pylint: disable=import-outside-toplevel
   paths.write_atomic(os.path.join(out, "learning_rates.json"),
                      json.dumps({l: {"rate": r, "best_validation_accuracy": a}
