@@ -95,31 +95,69 @@ class Preset:
                          f"of the finetuning lengths {self.finetune_lengths} untrained")
 
 
+# Step times of the cpu.gin model on the idle 2-core machine. Measured with launch/step_times.py
+# (40-step runs of each preset's configurations) on 6 December 2026 while the machine was shared
+# (load average 3-8 on 2 cores), each scaled by a reference measured in the same session (Set at
+# 64/64, batch 32: 0.33 s per step idle, measured 0.28 and 0.46 s under load):
+#   Set and natural text at 96/96, batch 32: 0.82-0.85 s measured -> 0.61-0.98 s idle; 0.62 s
+#     is used (it also interpolates the idle 64/64 (0.33 s) and 128/128 (0.82 s) steps by tokens);
+#   squad_window at 96/32, batch 32: 0.26 and 0.47 s measured, 0.92-1.01 x the reference -> 0.32 s;
+#   an eval (8 validation batches, 256 greedy decodes): 3.0 s measured -> 2.2 s idle; 4 s is used
+#     for 256 decodes, 6 s for 512;
+#   the rest of a run (start, compile, data): 15-33 s measured (85 s once under the heaviest
+#     load) -> 30 s.
+CPU_STEP_SECONDS = (("pretrain_96x96", 0.62), ("finetune", 0.32), ("run", 30.0))
+
 PRESETS: Dict[str, Preset] = {
-    "full": Preset(pretrain={"set": (96, 96, 1500)}, natural=(96, 96, 1500), stats_from="set",
-                   stats_seeds=(0, 1), pretrain_batch=32, pretrain_eval_period=250, seeds=(1, 2),
-                   learning_rates=(1e-2,), finetune_steps=1500, finetune_batch=32,
-                   finetune_lengths=(96, 32), eval_period=250, eval_steps=8, infer_examples=512,
+    # 2 h 15 min of runs on the idle 2-core machine (estimate about 127 min): Set (2 seeds) and
+    # natural text, 800 steps each at 96/96 (natural with the same compute as each Set run);
+    # 5 inits x 2 seeds x 1,600 finetuning steps of squad_window (the pilot of issue 21: random
+    # init at 1,600 steps of batch 32 reached test EM 6.4 against a floor of 2.3-2.5). LIME does
+    # not fit: 800 steps of it would cost 1,600 finetuning steps of one init.
+    "full": Preset(pretrain={"set": (96, 96, 800)}, natural=(96, 96, 800), stats_from="set",
+                   stats_seeds=(0, 1), pretrain_batch=32, pretrain_eval_period=200, seeds=(1, 2),
+                   learning_rates=(1e-2,), finetune_steps=1600, finetune_batch=32,
+                   finetune_lengths=(96, 32), eval_period=320, eval_steps=8, infer_examples=512,
                    stats_schemes=("stats_mean_std", "stats_scale"), set_max_body=92,
-                   step_seconds=()),
-    "demo": Preset(pretrain={"set": (96, 96, 600)}, natural=None, stats_from="set",
-                   stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=200, seeds=(1,),
-                   learning_rates=(1e-2,), finetune_steps=600, finetune_batch=32,
-                   finetune_lengths=(96, 32), eval_period=200, eval_steps=8, infer_examples=256,
-                   stats_schemes=("stats_mean_std",), set_max_body=92, step_seconds=()),
+                   step_seconds=CPU_STEP_SECONDS + (("eval", 6.0),)),
+    # make demo, about 13 minutes (estimate 13.0): Set (one seed, 400 steps) and the Set model's
+    # statistics against random init, 300 finetuning steps each: the comparison of `full` at a
+    # size where every init is still near the floor.
+    "demo": Preset(pretrain={"set": (96, 96, 400)}, natural=None, stats_from="set",
+                   stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=100, seeds=(1,),
+                   learning_rates=(1e-2,), finetune_steps=300, finetune_batch=32,
+                   finetune_lengths=(96, 32), eval_period=100, eval_steps=8, infer_examples=256,
+                   stats_schemes=("stats_mean_std",), set_max_body=92,
+                   step_seconds=CPU_STEP_SECONDS + (("eval", 4.0),)),
+    # Seconds per run: the test suite runs the whole driver at this size, sweep included.
+    # One seed keeps it to 11 runs; pairing with Set seeds and the swept rate reaching later
+    # seeds are tested on finetune_runs' commands.
     "toy": Preset(pretrain={"set": (32, 32, 4)}, natural=None, stats_from="set",
                   stats_seeds=(0,), pretrain_batch=8, pretrain_eval_period=2, seeds=(1,),
                   learning_rates=(1e-2, 3e-3), finetune_steps=4, finetune_batch=8,
                   finetune_lengths=(32, 8), eval_period=2, eval_steps=1, infer_examples=8,
                   stats_schemes=("stats_mean_std",), model_flags=TOY_MODEL, set_max_body=16),
+    # One H100/H200, at most 10 minutes (estimate 9.6): T5 1.0 small (float32), Set 2,000 steps
+    # of batch 128 at 96/96, then random, Set and Per Param Mean/SD (Set) x 2 seeds x 500 steps of
+    # batch 128 on squad_window (64,000 questions, 6 epochs), the paper's SQuAD rate 1e-3, every
+    # test question decoded. Estimated on paper (no GPU was lent when it was sized): training
+    # FLOPs = 6 x tokens x the parameters each token passes (encoder 18.9M; decoder 25.2M and the
+    # 4,224 x 512 logits, 27.4M) plus attention: 3.6 TFLOP per pre-training step, 2.1 per
+    # finetuning step; at an assumed 50 TFLOP/s effective (a tenth of the H100's TF32 peak: a
+    # 512-wide model, about a thousand kernels per step) 0.071 s and 0.042 s. An eval (8
+    # validation batches, 1,004 greedy decodes of at most 32 tokens in 8 batches, latency-bound)
+    # 4 s; the rest of a run (start, compile, data) 20 s.
     "gpu": Preset(pretrain={"set": (96, 96, 2000)}, natural=None, stats_from="set",
                   stats_seeds=(0,), pretrain_batch=128, pretrain_eval_period=500, seeds=(1, 2),
-                  learning_rates=(1e-3,), finetune_steps=600, finetune_batch=128,
-                  finetune_lengths=(96, 32), eval_period=200, eval_steps=None, infer_examples=1004,
-                  stats_schemes=("stats_mean_std",), model_gin="gin/models/t5_1_0/small.gin",
+                  learning_rates=(1e-3,), finetune_steps=500, finetune_batch=128,
+                  finetune_lengths=(96, 32), eval_period=250, eval_steps=None,
+                  infer_examples=1004, stats_schemes=("stats_mean_std",),
+                  model_gin="gin/models/t5_1_0/small.gin",
                   model_flags=("--gin.vocabularies.named_vocabulary.name='cpu_sp'",
                                "--gin.network.T5Config.vocab_size=None"),
-                  set_max_body=92, step_seconds=()),
+                  set_max_body=92,
+                  step_seconds=(("pretrain_96x96", 0.071), ("finetune", 0.042), ("eval", 4.0),
+                                ("run", 20.0))),
 }
 
 

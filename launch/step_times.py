@@ -7,7 +7,8 @@ For each distinct configuration of the preset (each pre-training task and length
 finetuning run) it trains `--steps` steps with the preset's own flags (one eval at the end) and
 prints seconds per train step (the logged throughput after the first log window, which holds the
 compilation), seconds per finetuning eval (teacher-forced validation batches plus greedy decoding
-of the test questions) and the fixed cost of a run (start, compile, data). It also measures
+of the test questions, timed around the run loop's evals; the first includes compiling the
+decoder) and the fixed cost of a run (the rest: start, compile, data; the largest of the runs). It also measures
 REFERENCE, a configuration whose step time on the idle 2-core machine is known, so that figures
 taken on a loaded machine can be scaled: load factor = measured / idle reference step time.
 """
@@ -32,20 +33,38 @@ def _override(flags, **values):
   return out + [f"--gin.{k}={v}" for k, v in values.items()]
 
 
+EVAL_SECONDS = []  # wall seconds of each teacher-forced and inference eval, in order
+
+
+def _time_evals():
+  """Times every eval of the trainer's run loop (they log no durations of their own)."""
+  from synthetic_pretraining import trainer  # pylint: disable=import-outside-toplevel
+  for name in ("train_eval", "infer_eval"):
+    method = getattr(trainer._Run, name)  # pylint: disable=protected-access
+
+    def timed(self, method=method):
+      start = time.time()
+      method(self)
+      EVAL_SECONDS.append(time.time() - start)
+    setattr(trainer._Run, name, timed)  # pylint: disable=protected-access
+
+
 def _train_seconds(model_dir, flags):
-  """(wall seconds of the run, seconds per train step after the first log window)."""
+  """(wall seconds of the run less its evals, seconds per train step after the first log
+  window, seconds of its evals)."""
   from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
-  start = time.time()
+  start, EVAL_SECONDS[:] = time.time(), []
   if train.main(list(flags)) != 0:
     raise SystemExit(f"error: a measurement run failed ({model_dir})")
-  wall = time.time() - start
+  evals = sum(EVAL_SECONDS)
+  wall = time.time() - start - evals
   with open(os.path.join(model_dir, "metrics.jsonl")) as f:
     records = [r for r in map(json.loads, f) if r.get("kind") == "train"]
   rates = [r["timing/steps_per_second"] for r in records[1:] if "timing/steps_per_second" in r]
   if not rates:
     raise SystemExit(f"error: {model_dir} logged no throughput after its first window; raise "
                      "--steps")
-  return wall, len(rates) / sum(rates)
+  return wall, len(rates) / sum(rates), evals
 
 
 def measure(preset: str, steps: int, out: str) -> dict:
@@ -54,6 +73,7 @@ def measure(preset: str, steps: int, out: str) -> dict:
   from synthetic_pretraining import position_split, report  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   p = mini_table1.PRESETS[preset]
   os.chdir(mini_table1.ROOT)
+  _time_evals()
   log = max(1, steps // 4)
   results, runs = {}, []
   reference = dict(p.__dict__, pretrain={REFERENCE[0]: REFERENCE[1] + (steps,)}, natural=None,
@@ -71,20 +91,16 @@ def measure(preset: str, steps: int, out: str) -> dict:
     model_dir = os.path.join(out, name.split()[0] + "_" + run.label)
     flags = _override(run.flags, MODEL_DIR=f"'{model_dir}'", TRAIN_STEPS=steps, EVAL_PERIOD=steps,
                       LOG_PERIOD=log, CHECKPOINT_PERIOD=steps)
-    wall, step = _train_seconds(model_dir, flags)
-    runs.append((name, wall, step))
-    print(f"{name}: {step:.3f} s/step, run {wall:.0f} s", flush=True)
-  load = runs[0][2] / REFERENCE[2]
-  results["load"] = load
-  fixed = []
-  for name, wall, step in runs[:-1]:
-    if name != "reference":
-      results[name.split()[0]] = max(results.get(name.split()[0], 0.0), step)
-    fixed.append(wall - steps * step)
-  results["run"] = sum(fixed) / len(fixed)
-  name, wall, step = runs[-1]
-  results["finetune"] = step
-  results["eval"] = max(0.0, wall - steps * step - results["run"])
+    wall, step, evals = _train_seconds(model_dir, flags)
+    runs.append((name, wall, step, evals))
+    print(f"{name}: {step:.3f} s/step, evals {evals:.1f} s, rest of the run "
+          f"{wall - steps * step:.0f} s", flush=True)
+  results["load"] = runs[0][2] / REFERENCE[2]
+  for name, wall, step, evals in runs[1:]:
+    key = name.split()[0]
+    results[key] = max(results.get(key, 0.0), step)
+  results["eval"] = runs[-1][3]  # the finetuning eval: validation batches and decoding
+  results["run"] = max(wall - steps * step for _, wall, step, _ in runs)
   return results
 
 
