@@ -9,7 +9,8 @@ r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-onl
 2. Pre-train on each synthetic task (the statistics source, Set, with several seeds) and on
    natural text (`natural_text`, span corruption), natural given at least the steps, batch and
    lengths of every synthetic task, i.e. at least as much compute.
-3. Finetune on `squad_offline` (inputs long enough to keep the answer) from random init, from
+3. Finetune on `squad_window` (squad_offline's questions on 16-word windows of the passage that
+   contain the answer; pre-training lengths cover its lengths) from random init, from
    each pre-trained model (embedding re-initialised, as in the paper's research runs; natural
    loads everything, as the paper's off-the-shelf T5 did) and from the statistics of the Set
    model (Per Param Mean/SD, Per Param Scale). With several learning rates, each init's rate is
@@ -21,7 +22,8 @@ r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-onl
    EM and F1 at the step of best validation token accuracy (the paper's protocol), that accuracy,
    the position split, each pre-training run's final validation accuracy (flagged when still
    rising), differences from random with their spread, the benefit ratio only where natural −
-   random clears the seed spread, and statistics-only inits as a share of Set's own benefit.
+   random clears the seed spread, statistics-only inits as a share of Set's own benefit, the
+   trivial-rule floors on the same test questions, and every run's learning curves.
 
 Runs happen in this process, one after another; a finished run is skipped when the driver is
 started again (its MODEL_DIR resumes and ends at once). `--dry_run` prints every command and the

@@ -155,6 +155,10 @@ def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
     assert f"| {label} | " in text
   assert "What the validation token accuracy is made of" in text and "## Pre-training" in text
   assert "## Learning rate per init" in text
+  # squad_window's trivial-rule floors, on the test questions the runs decoded, beside random.
+  assert "## Trivial-rule floors" in text and "| *random init (seeds)* |" in text
+  assert "**squad_window, em**" in text and "above the floor?" in text
+  assert str(out) not in (out / "report" / "report.csv").read_text()
   chosen = json.loads((out / "learning_rates.json").read_text())
   rate = chosen["stats_mean_std(set)"]["rate"]
   record = json.loads((out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
@@ -165,6 +169,12 @@ def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
                                                                             "targets": 8}
   assert (out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
           "position_split.json").exists()
+  # The position split from the command line, under the run's own config.gin.
+  from synthetic_pretraining import position_split  # pylint: disable=import-outside-toplevel
+  random_dir = out / "finetune" / "random" / f"lr_{chosen['random']['rate']:g}" / "seed_1"
+  (random_dir / "position_split.json").unlink()
+  assert position_split.main([str(random_dir), "--max_batches=1", "--write"]) == 0
+  assert position_split.read(str(random_dir))["categories"]["all"]["tokens"] > 0
   # The report reads run records only: it still works with every config.gin gone.
   runs = [str(out / "finetune" / label.replace("(", "_").replace(")", "") /
                f"lr_{c['rate']:g}" / "seed_1") for label, c in chosen.items()]
