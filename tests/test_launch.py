@@ -165,7 +165,7 @@ def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
                        "run.json").read_text())
   assert record["init"] == {"kind": "statistics", "scheme": "per_param_grouping___init_mean_std",
                             "source": str(out / "pretrain" / "set" / "seed_0")}
-  assert record["label"] == "stats_mean_std(set)" and record["lengths"] == {"inputs": 64,
+  assert record["label"] == "stats_mean_std(set)" and record["lengths"] == {"inputs": 32,
                                                                             "targets": 8}
   assert (out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
           "position_split.json").exists()
