@@ -4,7 +4,7 @@
 
 T5 1.0 small's parameters and Adafactor state (the trainer's optimizer) on 8 fake CPU devices
 (XLA_FLAGS is set here, before jax is imported), saved with the trainer's own
-`checkpoints.TrainingCheckpoints` (one orbax checkpoint: params, opt_state, meta) and restored
+`orbax_format.TrainingCheckpoints` (one orbax checkpoint: params, opt_state, meta) and restored
 into their shardings, once to a temporary local directory and once to a bucket on the
 fake-gcs-server emulator of tests/gcs_emulator.py (needs the `test` extra). One run of each;
 save time includes waiting for the asynchronous write to commit, restore time includes blocking
@@ -30,10 +30,14 @@ def _setup(model_gin: str):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
   import jax  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import gin_utils, models, optimizers, partitioning, trainer  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import gin_utils
+  from synthetic_pretraining.model import models
+  from synthetic_pretraining.model import optimizers
+  from synthetic_pretraining.model import partitioning
+  from synthetic_pretraining.training import compiled_steps  # pylint: disable=import-outside-toplevel
   gin_utils.parse([model_gin], [])
   model = models.EncoderDecoderModel()
-  tr = trainer.Trainer(model, partitioning.PjitPartitioner(), optimizers.create_optimizer(), seed=0)
+  tr = compiled_steps.Trainer(model, partitioning.PjitPartitioner(), optimizers.create_optimizer(), seed=0)
   params = tr.random_params()
   opt_state = tr.init_opt_state(params)
   jax.block_until_ready((params, opt_state))
@@ -41,13 +45,13 @@ def _setup(model_gin: str):
 
 
 def _time_round_trip(jax, tr, params, opt_state, model_dir: str):
-  from synthetic_pretraining import checkpoints  # pylint: disable=import-outside-toplevel
-  ckpts = checkpoints.TrainingCheckpoints(model_dir)
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
+  ckpts = orbax_format.TrainingCheckpoints(model_dir)
   start = time.perf_counter()
   ckpts.save(1, params, opt_state, {"benchmark": True})
   ckpts.close()
   save = time.perf_counter() - start
-  ckpts = checkpoints.TrainingCheckpoints(model_dir)
+  ckpts = orbax_format.TrainingCheckpoints(model_dir)
   start = time.perf_counter()
   restored = ckpts.restore(1, tr.abstract_params, tr.abstract_opt_state)
   jax.block_until_ready(restored)

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from synthetic_pretraining import models  # pylint: disable=wrong-import-position
-from synthetic_pretraining import network  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import models  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import network  # pylint: disable=wrong-import-position
 
 MODELS = {
     # name: (config, batch, input length, decode length)

@@ -52,7 +52,9 @@ def _setup(model_gin: str, num_partitions: int, fsdp: bool):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import gin_utils, models, partitioning  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import gin_utils
+  from synthetic_pretraining.model import models
+  from synthetic_pretraining.model import partitioning  # pylint: disable=import-outside-toplevel
   import synthetic_pretraining.stats_init  # pylint: disable=import-outside-toplevel,unused-import
   jax.config.update("jax_threefry_partitionable", True)
   gin_utils.parse([model_gin], [])
@@ -65,7 +67,7 @@ def phase(name: str, args) -> dict:
   """Runs one phase in this process; returns its measurements."""
   jax, model, shardings = _setup(args.model, args.num_partitions, args.fsdp)
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import checkpoints  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining.stats_init import sampling, transform  # pylint: disable=import-outside-toplevel
   start_rss = _rss_mib()
   marks = {}
@@ -77,7 +79,7 @@ def phase(name: str, args) -> dict:
   start = time.perf_counter()
   if name == "write_source":
     params = jax.jit(model.init_params, out_shardings=shardings)(jax.random.key(1))
-    checkpoints.save_params(args.source, params, {"step": 0})
+    orbax_format.save_params(args.source, params, {"step": 0})
   elif name == "random":
     params = jax.jit(model.init_params, out_shardings=shardings)(jax.random.key(0))
     jax.block_until_ready(params)

@@ -8,7 +8,7 @@ otherwise:
 * pipeline: examples per CPU-second of this process through the SeqIO task as the trainer reads
   it (tf.data, EOS, span corruption for the nesting language), after a warm-up batch;
 * workers (--workers, default 0,2,all cores): wall-clock examples/s of this host through
-  `data.build_dataset` (batches as the trainer gets them) with `generation_workers.count` = each
+  `pipeline.build_dataset` (batches as the trainer gets them) with `generation_workers.count` = each
   value (0 = in this process, today's pipeline), and the ratio to the in-process figure measured in
   the same run. For the nesting language the examples are span-corrupted chunks of 568 tokens.
 
@@ -29,7 +29,7 @@ import gin  # pylint: disable=wrong-import-position
 import seqio  # pylint: disable=wrong-import-position
 
 import synthetic_pretraining.tasks  # pylint: disable=wrong-import-position,unused-import
-from synthetic_pretraining import data  # pylint: disable=wrong-import-position
+from synthetic_pretraining.data import pipeline  # pylint: disable=wrong-import-position
 from synthetic_pretraining.synthetic import lime, simple_tasks, workers  # pylint: disable=wrong-import-position
 
 TPU_V3_8_EXAMPLES_PER_S = 128 * 5
@@ -73,13 +73,13 @@ def pipeline_rate(name: str, examples: int) -> float:
 
 
 def host_rate(name: str, count: int, batches: int, batch_size: int) -> float:
-  """Wall-clock examples/s of this host through data.build_dataset with `count` workers."""
+  """Wall-clock examples/s of this host through pipeline.build_dataset with `count` workers."""
   with gin.unlock_config():
     gin.bind_parameter("generation_workers.count", count)
   lengths = _lengths(name) or {"inputs": 512, "targets": 512}
-  cfg = data.DatasetConfig(mixture_or_task_name=name, task_feature_lengths=lengths,
+  cfg = pipeline.DatasetConfig(mixture_or_task_name=name, task_feature_lengths=lengths,
                            batch_size=batch_size, seed=0)
-  ds = data.build_dataset(cfg, seed=0, shard_info=seqio.ShardInfo(0, 1), num_epochs=None)
+  ds = pipeline.build_dataset(cfg, seed=0, shard_info=seqio.ShardInfo(0, 1), num_epochs=None)
   it = ds.as_numpy_iterator()
   for _ in range(3):  # warm-up: workers start, graphs trace, the validation split is drawn
     next(it)

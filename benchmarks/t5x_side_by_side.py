@@ -33,7 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synthetic_pretraining import host_memory  # pylint: disable=wrong-import-position
+from synthetic_pretraining.training import host_memory  # pylint: disable=wrong-import-position
 
 if __name__ == "__main__" and "--no_retain_host_memory" not in sys.argv:
   host_memory.retain_freed_memory(force=True)  # before jax's threads exist
@@ -43,7 +43,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 import train_throughput  # pylint: disable=wrong-import-position
-from synthetic_pretraining import trainer as trainer_lib  # pylint: disable=wrong-import-position
+from synthetic_pretraining.training import compiled_steps  # pylint: disable=wrong-import-position
 
 
 def _import_t5x():
@@ -105,7 +105,7 @@ def main():
   t5x_model, t5x_state, t5x_step = build_t5x(cfg, params, ours.dropout_key)
   assert (jax.tree.structure(jax.tree.map(lambda x: 0, dict(t5x_state.params)))
           == jax.tree.structure(jax.tree.map(lambda x: 0, params))), "parameter trees differ"
-  state = trainer_lib.TrainState(0, params, ours.init_opt_state(params))
+  state = compiled_steps.TrainState(0, params, ours.init_opt_state(params))
   batch = train_throughput.synthetic_batch(cfg, batch_size, n_in, n_out)
 
   # The first step's loss, same parameters and dropout rng: equal bit for bit.

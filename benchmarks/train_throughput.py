@@ -35,7 +35,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from synthetic_pretraining import host_memory  # pylint: disable=wrong-import-position
+from synthetic_pretraining.training import host_memory  # pylint: disable=wrong-import-position
 
 VARIANTS = {"before": False, "now": True}  # name: keep freed host memory
 if __name__ == "__main__" and "--child" in sys.argv and "--retain_host_memory" in sys.argv:
@@ -45,11 +45,11 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from synthetic_pretraining import models  # pylint: disable=wrong-import-position
-from synthetic_pretraining import network  # pylint: disable=wrong-import-position
-from synthetic_pretraining import optimizers  # pylint: disable=wrong-import-position
-from synthetic_pretraining import partitioning  # pylint: disable=wrong-import-position
-from synthetic_pretraining import trainer as trainer_lib  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import models  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import network  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import optimizers  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import partitioning  # pylint: disable=wrong-import-position
+from synthetic_pretraining.training import compiled_steps  # pylint: disable=wrong-import-position
 
 MODELS = {
     # name: (config, batch, input length, target length)
@@ -103,7 +103,7 @@ def build_trainer(cfg: network.T5Config):
   part = partitioning.PjitPartitioner(devices=jax.devices()[:1])
   opt = optimizers.adafactor(learning_rate=optimizers.create_learning_rate_scheduler(
       factors="constant", base_learning_rate=LEARNING_RATE))
-  return trainer_lib.Trainer(models.EncoderDecoderModel(cfg, z_loss=1e-4), part, opt, seed=0)
+  return compiled_steps.Trainer(models.EncoderDecoderModel(cfg, z_loss=1e-4), part, opt, seed=0)
 
 
 def _process_counters():
@@ -124,7 +124,7 @@ def step_times(cfg, batch_size, n_in, n_out, steps):
   """Seconds, system CPU-seconds and page faults of each of `steps` train steps after compiling."""
   tr = build_trainer(cfg)
   params = tr.random_params()
-  state = trainer_lib.TrainState(0, params, tr.init_opt_state(params))
+  state = compiled_steps.TrainState(0, params, tr.init_opt_state(params))
   batch = synthetic_batch(cfg, batch_size, n_in, n_out)
   # Dropout is on: the step's loss depends on its dropout rng (fold_in(dropout key, step)).
   model = tr.model

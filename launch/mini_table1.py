@@ -291,16 +291,17 @@ def truncation_share(flags: Sequence[str], num_examples: int = 200) -> Dict[str,
   """{feature: share of examples cut} for the first `num_examples` training examples of the
   run `flags` describe, measured under the run's own gin configuration."""
   import gin  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import data, train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train
+  from synthetic_pretraining.data import pipeline  # pylint: disable=import-outside-toplevel
   shares = {}
 
   def measure():
     lengths = dict(gin.query_parameter("%TASK_FEATURE_LENGTHS"))
-    cfg = data.DatasetConfig(mixture_or_task_name=gin.query_parameter("%MIXTURE_OR_TASK_NAME"),
+    cfg = pipeline.DatasetConfig(mixture_or_task_name=gin.query_parameter("%MIXTURE_OR_TASK_NAME"),
                              task_feature_lengths=lengths, split="train", batch_size=1,
                              shuffle=False, module="tasks")
-    counter = data.TruncationCounter(lengths)
-    ds = data.build_dataset(cfg, seed=0, shard_info=data.shard_info(), num_epochs=None,
+    counter = pipeline.TruncationCounter(lengths)
+    ds = pipeline.build_dataset(cfg, seed=0, shard_info=pipeline.shard_info(), num_epochs=None,
                             counter=counter)
     for _ in ds.take(num_examples):
       pass
@@ -356,7 +357,8 @@ def _best(model_dir: str) -> Tuple[int, float]:
 
 def _position_split(run: Run, task: str) -> None:
   """position_split.json at the run's best step; then only the best and last checkpoints stay."""
-  from synthetic_pretraining import checkpoints, paths, position_split  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import paths, position_split  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
   step, _ = _best(run.model_dir)
   if position_split.read(run.model_dir) is None:
     # The run's own configuration, less its statistics initialiser (not needed to read a step).
@@ -364,10 +366,10 @@ def _position_split(run: Run, task: str) -> None:
              and "gin/init/" not in f]
     position_split.write(run.model_dir, step,
                          position_split.split_run(run.model_dir, step, flags, task=task))
-  keep = {step, max(checkpoints.checkpoint_steps(run.model_dir), default=step)}
-  for other in checkpoints.checkpoint_steps(run.model_dir):
+  keep = {step, max(orbax_format.checkpoint_steps(run.model_dir), default=step)}
+  for other in orbax_format.checkpoint_steps(run.model_dir):
     if other not in keep:
-      paths.rmtree(checkpoints.step_dir(run.model_dir, other))
+      paths.rmtree(orbax_format.step_dir(run.model_dir, other))
 
 
 def run(preset: str, out: str, dry_run: bool = False) -> int:

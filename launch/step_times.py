@@ -38,15 +38,15 @@ EVAL_SECONDS = []  # wall seconds of each teacher-forced and inference eval, in 
 
 def _time_evals():
   """Times every eval of the trainer's run loop (they log no durations of their own)."""
-  from synthetic_pretraining import trainer  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import trainer  # pylint: disable=import-outside-toplevel
   for name in ("train_eval", "infer_eval"):
-    method = getattr(trainer._Run, name)  # pylint: disable=protected-access
+    method = getattr(trainer.TrainingRun, name)
 
     def timed(self, method=method):
       start = time.time()
       method(self)
       EVAL_SECONDS.append(time.time() - start)
-    setattr(trainer._Run, name, timed)  # pylint: disable=protected-access
+    setattr(trainer.TrainingRun, name, timed)
 
 
 def _train_seconds(model_dir, flags):

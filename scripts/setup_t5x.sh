@@ -5,6 +5,7 @@
 #
 #   bash scripts/setup_t5x.sh [DIR]            # DIR defaults to ~/.cache/synthetic_pretraining/t5x
 #   export PYTHONPATH=DIR/src:DIR/stubs:DIR/extra   # printed at the end
+#   export T5X_PYTHONPATH=DIR/src:DIR/stubs:DIR/extra   # or this, for tests/test_t5x_interop.py alone
 #
 # What it does, in DIR:
 #   src/    a snapshot of github.com/google-research/t5x at T5X_COMMIT (or a copy of T5X_SRC, an
@@ -96,3 +97,5 @@ JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 "$PYTHON" -c "import t5x.train, t5x.che
   2>/dev/null || { echo "t5x does not import; run: PYTHONPATH=$PYTHONPATH $PYTHON -c 'import t5x.train'" >&2; exit 1; }
 echo "t5x is ready. Use it with:"
 echo "  export PYTHONPATH=$PYTHONPATH"
+echo "or, to give it only to the t5x processes of tests/test_t5x_interop.py:"
+echo "  export T5X_PYTHONPATH=$PYTHONPATH"

@@ -7,7 +7,7 @@
 import sys
 
 from synthetic_pretraining import train
-from synthetic_pretraining import trainer
+from synthetic_pretraining.training import evaluation
 
 if __name__ == "__main__":
-  sys.exit(train.main(entry_point=trainer.evaluate_checkpoint))
+  sys.exit(train.main(entry_point=evaluation.evaluate_checkpoint))

@@ -39,24 +39,26 @@ import gin
 import tqdm
 
 from synthetic_pretraining import cli
-from synthetic_pretraining import data
+from synthetic_pretraining import errors
+from synthetic_pretraining.data import pipeline
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic.sources import SyntheticSource
+from synthetic_pretraining.training import preflight
 
 SPLITS = ("train", "validation")
 MAX_DRAWS_PER_EXAMPLE = 100  # a task whose inputs repeat this much cannot fill the file
 
 
-def synthetic_sources(name: str, module: str = data.TASKS_MODULE):
+def synthetic_sources(name: str, module: str = pipeline.TASKS_MODULE):
   """The generated sources of a task, or of each task of a mixture (e.g. lime), and their rates.
 
   Raises:
-    data.UnknownTaskError: no such task or mixture (with close names).
-    ValueError: a task that is not generated on the fly (e.g. a downstream task).
+    pipeline.UnknownTaskError: no such task or mixture (with close names).
+    errors.UsageError: a task that is not generated on the fly (e.g. a downstream task).
   """
-  task_or_mixture = data.get_mixture_or_task(name, module)
+  task_or_mixture = pipeline.get_mixture_or_task(name, module)
   tasks = getattr(task_or_mixture, "tasks", None)
   if tasks is None:
     tasks, rates = [task_or_mixture], [1.0]
@@ -64,11 +66,11 @@ def synthetic_sources(name: str, module: str = data.TASKS_MODULE):
     rates = [task_or_mixture.get_rate(t) for t in tasks]
   for task in tasks:
     if not isinstance(task.source, SyntheticSource):
-      raise ValueError(f"Task {task.name!r} is not generated on the fly (its source is "
+      raise errors.UsageError(f"Task {task.name!r} is not generated on the fly (its source is "
                        f"{type(task.source).__name__}); export_data writes synthetic tasks only.")
   features = {t.source.features for t in tasks}
   if len(features) > 1:
-    raise ValueError(f"The tasks of {name!r} have different features {sorted(features)}; "
+    raise errors.UsageError(f"The tasks of {name!r} have different features {sorted(features)}; "
                      "export them one task at a time.")
   return [t.source for t in tasks], rates
 
@@ -103,17 +105,17 @@ def examples(sources: List[SyntheticSource], split: str, seed: int,
 
 
 def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
-           module: str = data.TASKS_MODULE, progress: bool = True) -> int:
+           module: str = pipeline.TASKS_MODULE, progress: bool = True) -> int:
   """Writes `num_examples` examples with distinct inputs to `output`; returns the number written.
 
   Raises:
-    ValueError (data.UnknownTaskError included): bad arguments, or too few distinct inputs.
+    errors.UsageError (pipeline.UnknownTaskError included): bad arguments, or too few distinct inputs.
     RuntimeError: the generator failed (e.g. a length range the task cannot fit).
   """
   if split not in SPLITS:
-    raise ValueError(f"--split must be 'train' or 'validation', got {split!r}.")
+    raise errors.UsageError(f"--split must be 'train' or 'validation', got {split!r}.")
   if num_examples < 1:
-    raise ValueError(f"--num_examples must be at least 1, got {num_examples}.")
+    raise errors.UsageError(f"--num_examples must be at least 1, got {num_examples}.")
   sources, rates = synthetic_sources(name, module)
   features, key = sources[0].features, sources[0].membership_key
   seen, written, draws = set(), 0, 0
@@ -136,14 +138,18 @@ def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
     if written < num_examples:
       hint = (" (raise --gin.split_sizes.validation)" if split == "validation" else
               " (its input space is too small)")
-      raise ValueError(f"Task {name!r} gave only {written} distinct inputs for split {split!r}, "
+      raise errors.UsageError(f"Task {name!r} gave only {written} distinct inputs for split {split!r}, "
                        f"not {num_examples}{hint}.")
   return written
 
 
 def main(argv=None) -> int:
-  """Entry point; returns an exit code (1 with a one-line error for bad input)."""
-  gin_files, bindings, rest = gin_utils.split_gin_args(sys.argv[1:] if argv is None else argv)
+  """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+  gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.export_data",
                               description=__doc__.split("\n")[0])
   p.add_argument("--task", required=True, help="a synthetic task or mixture id, e.g. set, lime")
@@ -152,24 +158,27 @@ def main(argv=None) -> int:
   p.add_argument("--num_examples", type=int, required=True)
   p.add_argument("--output", required=True, help="the file to write")
   p.add_argument("--seed", type=int, default=0, help="the train stream's seed")
-  p.add_argument("--module", default=data.TASKS_MODULE, help="the module registering the task")
+  p.add_argument("--module", default=pipeline.TASKS_MODULE, help="the module registering the task")
   args = p.parse_args(rest)
+  if gin_files or bindings:
+    gin.clear_config()  # a fresh configuration per call, also when called in-process
+    gin_utils.parse(gin_files, bindings)
+  output_dir = args.output.rsplit("/", 1)[0] if "/" in args.output else "."
+  preflight.check_writable(output_dir, "--output")  # before any example is generated
   try:
-    if gin_files or bindings:
-      gin.clear_config()  # a fresh configuration per call, also when called in-process
-      gin_utils.parse(gin_files, bindings)
     written = export(args.task, args.split, args.num_examples, args.output, args.seed,
                      args.module, progress=sys.stderr.isatty())
   except ImportError as e:
-    print(f"error: cannot import --module={args.module}: {e}", file=sys.stderr)
-    return 1
-  except (ValueError, RuntimeError, OSError) as e:
-    # Gin appends "In call to configurable ..." lines; the first line says what was wrong.
-    print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-    return 1
+    raise errors.UsageError(f"cannot import --module={args.module}: {e}") from e
+  except (ValueError, RuntimeError) as e:
+    # The generators check their gin settings (lengths, sizes) as they draw: in this binary,
+    # which only runs generators on the user's settings, that is bad input.
+    if isinstance(e, errors.UsageError):
+      raise
+    raise errors.UsageError(errors.one_line(e)) from e
   print(f"Wrote {written} examples of {args.task}/{args.split} to {args.output}.")
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(cli.run(main))  # --verbose: the traceback of a refused run
+  sys.exit(main())  # --verbose: the traceback of a refused run

@@ -14,6 +14,7 @@ from typing import List, Sequence, Tuple
 
 import gin
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import resources
 
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
@@ -23,7 +24,7 @@ _MACRO_DEF = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=", re.M)
 _MACROS_READ_IN_PYTHON = frozenset({"VOCABULARY"})  # vocabularies.VOCABULARY_MACRO
 
 
-class GinConfigError(ValueError):
+class GinConfigError(errors.UsageError):
   """A gin file or binding on the command line is wrong."""
 
 

@@ -9,7 +9,7 @@ to INFER_OUTPUT_DIR/metrics.jsonl.
 """
 import sys
 
-from synthetic_pretraining import inference
+from synthetic_pretraining.training import inference
 from synthetic_pretraining import train
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
-from synthetic_pretraining import checkpoint_resolver
+from synthetic_pretraining.checkpointing import resolver
 from synthetic_pretraining import cli
 
 
 def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
   """(step, iterator of (path, array)) of any checkpoint the resolver knows (ours or t5x's)."""
-  source = checkpoint_resolver.resolve(path).source
+  source = resolver.resolve(path).source
   # Host numpy arrays: checkpoints inspected here are ones a host can hold; statistics are still
   # taken parameter by parameter.
   return source.step, iter(sorted(source.read_numpy().items()))
@@ -39,16 +39,17 @@ def describe(path: str) -> Dict:
 
 
 def main(argv=None) -> int:
+  """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("path", help="checkpoint directory, MODEL_DIR or t5x checkpoint")
   parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
   args = parser.parse_args(argv)
   logging.getLogger("absl").setLevel(logging.ERROR)
-  try:
-    info = describe(args.path)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  info = describe(args.path)  # user errors: one line through cli.run
   if args.json:
     json.dump(info, sys.stdout)
     print()
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
   try:
-    sys.exit(cli.run(main))  # --verbose: the traceback of a refused run
+    sys.exit(main())  # --verbose: the traceback of a refused run
   except BrokenPipeError:  # `inspect_checkpoint DIR | head`: the reader has what it wanted
     sys.stderr.close()
     sys.exit(0)

@@ -33,9 +33,9 @@ import gin
 import jax
 import numpy as np
 
-from synthetic_pretraining import data
-from synthetic_pretraining import models
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
 
 CATEGORIES = ("first_token", "copyable", "other", "eos")
@@ -92,24 +92,25 @@ def diagnose(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_pat
              batch_size: int = 32, max_batches: Optional[int] = None,
              module: Optional[str] = "tasks") -> Dict[str, Dict[str, float]]:
   """The position split of a checkpoint's teacher-forced predictions on `split` of `task`."""
-  from synthetic_pretraining import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import compiled_steps  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
   partitioner = partitioning.PjitPartitioner()
-  trainer = trainer_lib.Trainer(model, partitioner, optimizer=None, seed=0)  # evaluation only
-  params = trainer.params_from_checkpoint(checkpoint_path)
-  cfg = data.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=dict(lengths),
+  trainer = compiled_steps.Trainer(model, partitioner, optimizer=None, seed=0)  # evaluation only
+  params = trainer_lib.params_from_checkpoint(trainer, checkpoint_path)
+  cfg = pipeline.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=dict(lengths),
                            split=split, batch_size=batch_size, shuffle=False, seed=42,
                            module=module)
-  ds = data.build_dataset(cfg, seed=42, shard_info=data.shard_info(), num_epochs=1,
+  ds = pipeline.build_dataset(cfg, seed=42, shard_info=pipeline.shard_info(), num_epochs=1,
                           drop_remainder=False)
   predict = jax.jit(lambda p, b: jax.numpy.argmax(model.logits(p, b), -1))
   counts = {c: [0, 0] for c in CATEGORIES}
-  for i, batch in enumerate(data.CheckpointableIterator(ds)):
+  for i, batch in enumerate(pipeline.CheckpointableIterator(ds)):
     if max_batches is not None and i >= max_batches:
       break
     rows = len(batch["decoder_target_tokens"])
-    padded = data.pad_batch(batch, batch_size)
+    padded = pipeline.pad_batch(batch, batch_size)
     predictions = np.asarray(jax.device_get(
-        predict(params, data.to_global_batch(padded, partitioner))))[:rows]
+        predict(params, pipeline.to_global_batch(padded, partitioner))))[:rows]
     for category, (correct, n) in tally(batch["encoder_input_tokens"],
                                         batch["decoder_target_tokens"], predictions).items():
       counts[category][0] += correct
@@ -150,12 +151,13 @@ def split_run(model_dir: str, step: int, gin_args: Sequence[str], *, task: str,
   Raises:
     cli.UsageError: the configuration does not start (the train binary's error is logged).
   """
-  from synthetic_pretraining import checkpoints, cli, train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import cli, train
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
   result = {}
 
   def run():
     result.update(diagnose(
-        checkpoint_path=checkpoints.step_dir(model_dir, step), task=task,
+        checkpoint_path=orbax_format.step_dir(model_dir, step), task=task,
         lengths=dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
         batch_size=gin.query_parameter("%BATCH_SIZE"), split=split, max_batches=max_batches,
         module=gin.query_parameter("%MIXTURE_OR_TASK_MODULE")))
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-  from synthetic_pretraining import run_record  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import run_record  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel
   import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   gin_args = [a for a in argv if a.startswith("--gin")]

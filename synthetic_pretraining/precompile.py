@@ -29,13 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synthetic_pretraining import cli
+from synthetic_pretraining import errors
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import inference
-from synthetic_pretraining import models
-from synthetic_pretraining import optimizers
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.training import inference
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import optimizers
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
-from synthetic_pretraining import trainer as trainer_lib
+from synthetic_pretraining.training import compiled_steps
 
 GIB = 1024 ** 3
 EXIT_DOES_NOT_FIT = 3
@@ -72,7 +74,7 @@ SLICES = {
 _TOPOLOGY_NAME = re.compile(r"^(v3|v4|v5e|v5p|v6e):\d+(x\d+){1,2}$")
 
 
-class PrecompileError(ValueError):
+class PrecompileError(errors.UsageError):
   """A topology name or the environment is not usable for AOT compilation."""
 
 
@@ -206,7 +208,7 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
     raise PrecompileError(f"BATCH_SIZE={batch_size} is not divisible by the data-parallel size "
                           f"{partitioner.data_parallelism} of {topology} with num_partitions="
                           f"{partitioner.num_partitions}.")
-  trainer = trainer_lib.Trainer(model, partitioner,
+  trainer = compiled_steps.Trainer(model, partitioner,
                                optimizers.create_optimizer_and_schedule()[0], seed)
   batch = abstract_batch(batch_size, lengths, pack, partitioner)
   params_bytes = per_device_bytes(trainer.abstract_params)
@@ -231,7 +233,7 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
       "task_feature_lengths": dict(lengths),
       "remat_policy": cfg.remat_policy,
       "scan_layers": cfg.scan_layers,
-      "num_params": trainer_lib.num_params(trainer.abstract_params),
+      "num_params": compiled_steps.num_params(trainer.abstract_params),
       "steps": [dataclasses.asdict(r) | {"fits": r.fits} for r in reports],
   }
 
@@ -277,9 +279,14 @@ def _epilog() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Parses flags and gin, compiles, prints and writes the table; returns the exit status."""
+  """Parses flags and gin, compiles, prints and writes the table; returns the exit status (1 with
+  a one-line error for bad input, `cli.run`)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv: Sequence[str]) -> int:
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-  gin_files, bindings, rest = gin_utils.split_gin_args(sys.argv[1:] if argv is None else argv)
+  gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   parser = argparse.ArgumentParser(
       prog="python -m synthetic_pretraining.precompile", description=__doc__.split("\n\n")[0],
       epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -296,16 +303,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
   train.import_optional_modules()
   gin.clear_config()
-  try:
-    # Macros only the training loop reads (MODEL_DIR, TRAIN_STEPS, the task) may stay unset.
-    given = {b.split("=", 1)[0].strip() for b in bindings}
-    unset = [f"{m} = None" for m in gin_utils.required_macros(gin_files) if m not in given]
-    gin_utils.parse(gin_files, list(bindings) + unset + list(_INPUT_BINDINGS))
-    hbm = None if args.hbm_gib is None else int(args.hbm_gib * GIB)
-    result = precompile(args.topology, hbm_bytes=hbm, decode=not args.no_decode)
-  except (gin_utils.GinConfigError, PrecompileError, ValueError) as e:
-    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-    return 1
+  # Macros only the training loop reads (MODEL_DIR, TRAIN_STEPS, the task) may stay unset.
+  given = {b.split("=", 1)[0].strip() for b in bindings}
+  unset = [f"{m} = None" for m in gin_utils.required_macros(gin_files) if m not in given]
+  gin_utils.parse(gin_files, list(bindings) + unset + list(_INPUT_BINDINGS))
+  hbm = None if args.hbm_gib is None else int(args.hbm_gib * GIB)
+  result = precompile(args.topology, hbm_bytes=hbm, decode=not args.no_decode)
   table = format_table(result)
   print(table)
   out_dir = _output_dir(args.output)

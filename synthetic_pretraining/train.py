@@ -17,7 +17,7 @@ page-faulted in again every step (faster steps, more resident memory; docs/scale
 """
 if __name__ == "__main__":
   # Before jax or TensorFlow start threads: a thread keeps the malloc arena it first used.
-  from synthetic_pretraining import host_memory
+  from synthetic_pretraining.training import host_memory
   host_memory.retain_freed_memory()
 
 import logging  # pylint: disable=wrong-import-position
@@ -26,17 +26,18 @@ import sys  # pylint: disable=wrong-import-position
 import gin
 
 # Registers every configurable that gin files may name.
+from synthetic_pretraining import errors
 from synthetic_pretraining import cli
-from synthetic_pretraining import data
-from synthetic_pretraining import distributed
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.training import distributed
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import interrupts
-from synthetic_pretraining import models  # pylint: disable=unused-import
-from synthetic_pretraining import network  # pylint: disable=unused-import
-from synthetic_pretraining import optimizers  # pylint: disable=unused-import
-from synthetic_pretraining import partitioning  # pylint: disable=unused-import
-from synthetic_pretraining import trainer
-from synthetic_pretraining import vocabularies  # pylint: disable=unused-import
+from synthetic_pretraining.training import interrupts
+from synthetic_pretraining.model import models  # pylint: disable=unused-import
+from synthetic_pretraining.model import network  # pylint: disable=unused-import
+from synthetic_pretraining.model import optimizers  # pylint: disable=unused-import
+from synthetic_pretraining.model import partitioning  # pylint: disable=unused-import
+from synthetic_pretraining.training import trainer
+from synthetic_pretraining.data import vocabularies  # pylint: disable=unused-import
 
 
 def import_optional_modules() -> None:
@@ -73,12 +74,12 @@ def _main(argv, entry_point) -> int:
   import_optional_modules()
   gin.clear_config()  # a fresh configuration per run, also when main is called in-process
   gin_utils.parse(gin_files, bindings)
-  data.import_task_modules(gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
+  pipeline.import_task_modules(gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
                            if _has_macro("MIXTURE_OR_TASK_MODULE") else None)
   try:
     (entry_point or trainer.train)()
   except interrupts.TrainingInterrupted as e:
-    print(cli.one_line(e), file=sys.stderr)  # without gin's call-site notes
+    print(errors.one_line(e), file=sys.stderr)  # without gin's call-site notes
     return e.exit_code
   return 0
 

@@ -17,7 +17,8 @@ import gin
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import metrics
+from synthetic_pretraining import errors
+from synthetic_pretraining.data import metrics
 from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
@@ -58,7 +59,7 @@ def _data_dir(path: Optional[str] = None) -> str:
   """
   path = path or os.environ.get(DATA_DIR_ENV)
   if not path:
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
         "The downstream tasks read <DATA_DIR>/finetuning_data/<task>/{train,valid,test}.txt, "
         f"{DATA_ORIGIN}. Set DATA_DIR: --gin.DATA_DIR=\"'/path/to/data'\" with "
         "gin/experiments/finetune/*.gin, --gin.natural.data_dir.path=\"'/path/to/data'\" (after "
@@ -90,7 +91,7 @@ class DownstreamTsvSource(file_source.AuthorsFileSource):
   def list_shards(self, split: str):
     path = self.path(split)
     if not paths.exists(path):
-      raise FileNotFoundError(
+      raise errors.MissingInputError(
           f"Task {self.task!r}, split {split!r}: {path} does not exist. It holds "
           f"{TASK_ORIGINS[self.task]}: {DATA_ORIGIN}. Put the files there or point DATA_DIR "
           "elsewhere (docs/finetuning.md).")
@@ -122,7 +123,7 @@ def _squad_dataset(split: str, shuffle_files: bool, seed=None):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   directory = paths.join(tfds_data_dir(), *SQUAD_TFDS)
   if not paths.exists(paths.join(directory, "dataset_info.json")):
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
         f"Task {SQUAD!r} needs TFDS squad/v1.1:3.0.0 prepared in {directory} (set TFDS_DATA_DIR). "
         "Prepare it where the network is reachable: python -c \"import tensorflow_datasets as "
         "tfds; tfds.builder('squad/v1.1:3.0.0').download_and_prepare()\". Offline, use the "

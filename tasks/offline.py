@@ -31,7 +31,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import metrics
+from synthetic_pretraining import errors
+from synthetic_pretraining.data import metrics
 from synthetic_pretraining import resources
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
@@ -49,7 +50,7 @@ VALIDATION_SEED = 0  # which natural_text passages are held out
 
 def _read_lines(path: str):
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: the offline data ships with the package "
+    raise errors.MissingInputError(f"{path} is missing: the offline data ships with the package "
                             "(scripts/make_offline_data.py derives it); reinstall it.")
   with open(path, encoding="utf-8") as f:
     return [line.rstrip("\n") for line in f if line.strip()]
@@ -167,7 +168,7 @@ def natural_passages() -> Dict[str, Tuple[str, ...]]:
   directory = os.path.join(DATA, NATURAL_TEXT)
   files = sorted(f for f in os.listdir(directory) if f.endswith(".txt")) if os.path.isdir(directory) else []
   if not files:
-    raise FileNotFoundError(f"No passages in {directory}: the offline data ships with the "
+    raise errors.MissingInputError(f"No passages in {directory}: the offline data ships with the "
                             "package (scripts/make_offline_data.py derives it); reinstall it.")
   passages = [p for f in files for p in _read_lines(os.path.join(directory, f))]
   held_out = set(np.random.default_rng(VALIDATION_SEED).permutation(len(passages))

@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from synthetic_pretraining import cli
-from synthetic_pretraining import distributed
-from synthetic_pretraining import interrupts
+from synthetic_pretraining.training import distributed
+from synthetic_pretraining.training import interrupts
 
 
 def main(argv) -> int:

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import toy_tasks
 
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import cli
-from synthetic_pretraining import data
+from synthetic_pretraining.data import pipeline
 from synthetic_pretraining import export_data
-from synthetic_pretraining import inference
+from synthetic_pretraining.training import inference
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import report
 from synthetic_pretraining import synthetic
 from synthetic_pretraining import train
-from synthetic_pretraining import trainer
+from synthetic_pretraining.training import evaluation
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.stats_init import __main__ as stats_init_main
 
@@ -55,7 +55,7 @@ def _file_task(tmp_path, content: bytes) -> str:
 
 def _wrong_architecture_checkpoint(tmp_path) -> str:
   path = str(tmp_path / "other_model")
-  checkpoints.save_params(path, {"encoder": {"kernel": np.zeros((3, 5), np.float32)}})
+  orbax_format.save_params(path, {"encoder": {"kernel": np.zeros((3, 5), np.float32)}})
   return path
 
 
@@ -121,7 +121,7 @@ CASES = [
      "no_checkpoint"),
 ]
 MAINS = {"train": train.main,
-         "eval": lambda a: train.main(a, entry_point=trainer.evaluate_checkpoint),
+         "eval": lambda a: train.main(a, entry_point=evaluation.evaluate_checkpoint),
          "infer": lambda a: train.main(a, entry_point=inference.infer), "export_data": lambda a: cli.run(export_data.main, a),
          "inspect_checkpoint": lambda a: cli.run(inspect_checkpoint.main, a),
          "report": lambda a: cli.run(report.main, a),
@@ -157,7 +157,7 @@ def test_malformed_line_stops_training_with_one_short_line(tmp_path, capsys):
       " is not of the form [ids]<TAB>[ids] : [5, x]\\t[7]")
   assert error_lines[0].startswith(prefix) and error_lines[0].endswith(suffix), error_lines[0]
   assert int(error_lines[0][len(prefix):-len(suffix)]) % 2 == 0
-  assert checkpoints.checkpoint_steps(model_dir) == []  # nothing half-trained is left
+  assert orbax_format.checkpoint_steps(model_dir) == []  # nothing half-trained is left
 
 
 def test_huge_line_is_refused_before_parsing_and_never_echoed_whole(tmp_path):
@@ -165,7 +165,7 @@ def test_huge_line_is_refused_before_parsing_and_never_echoed_whole(tmp_path):
   path.write_bytes(b"[" + b"1, " * 4_000_000 + b"1]\t[2]\n")  # one 12 MB line
   source = file_source.AuthorsFileSource({"train": str(path)})
   with pytest.raises(cli.UsageError) as e:
-    next(data.CheckpointableIterator(source.get_dataset("train", shuffle=False)))
+    next(pipeline.CheckpointableIterator(source.get_dataset("train", shuffle=False)))
   message = cli.one_line(e.value)
   assert "line 1 is longer than 1048576 bytes" in message and len(message) < 600, message[:600]
 

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import toy_tasks
 
-from synthetic_pretraining import checkpoint_integrity
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import integrity
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import cli
 from synthetic_pretraining import train
 
@@ -82,7 +82,7 @@ DAMAGE = {
 
 def test_intact_checkpoints_pass(model_dir):
   for step in (1, 2):
-    assert checkpoint_integrity.verify_checkpoint(model_dir / f"checkpoint_{step}") is None
+    assert integrity.verify_checkpoint(model_dir / f"checkpoint_{step}") is None
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
@@ -90,28 +90,28 @@ def test_damage_is_named_in_one_line_and_the_run_falls_back(case, model_dir, cap
   item, damage = DAMAGE[case]
   newest = model_dir / "checkpoint_2"
   damage(newest)
-  problem = checkpoint_integrity.verify_checkpoint(newest)
+  problem = integrity.verify_checkpoint(newest)
   assert problem is not None and "\n" not in problem and len(problem) < 700, problem
   assert str(newest) in problem and item in problem, problem
-  assert checkpoint_integrity.verify_checkpoint(model_dir / "checkpoint_1") is None
+  assert integrity.verify_checkpoint(model_dir / "checkpoint_1") is None
 
   step_dir_of = lambda step: str(model_dir / f"checkpoint_{step}")
   with caplog.at_level(logging.WARNING):
-    assert checkpoint_integrity.newest_intact_step([1, 2], step_dir_of) == 1
+    assert integrity.newest_intact_step([1, 2], step_dir_of) == 1
   assert problem in caplog.text and "older intact checkpoint of step 1" in caplog.text
 
-  with pytest.raises(checkpoint_integrity.CheckpointDamagedError) as error:
-    checkpoint_integrity.newest_intact_step([1, 2], step_dir_of, fallback=False)
+  with pytest.raises(integrity.CheckpointDamagedError) as error:
+    integrity.newest_intact_step([1, 2], step_dir_of, fallback=False)
   assert problem in cli.one_line(error.value) and "RESTORE_FALLBACK" in str(error.value)
 
 
 def test_never_a_silent_restart_when_every_checkpoint_is_damaged(model_dir):
   for step in (1, 2):
     _truncate(_largest_file(model_dir / f"checkpoint_{step}" / "params"))
-  with pytest.raises(checkpoint_integrity.CheckpointDamagedError, match="None of the 2"):
-    checkpoint_integrity.newest_intact_step(
+  with pytest.raises(integrity.CheckpointDamagedError, match="None of the 2"):
+    integrity.newest_intact_step(
         [1, 2], lambda step: str(model_dir / f"checkpoint_{step}"))
-  assert checkpoint_integrity.newest_intact_step([], str) is None  # a fresh run starts at 0
+  assert integrity.newest_intact_step([], str) is None  # a fresh run starts at 0
 
 
 def _train_args(model_dir, steps, *extra):
@@ -128,7 +128,7 @@ def _train_args(model_dir, steps, *extra):
 def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
   model_dir = tmp_path / "run"
   assert train.main(_train_args(model_dir, 4)) == 0
-  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4]
+  assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4]
   _truncate(_largest_file(model_dir / "checkpoint_4" / "opt_state"))
   capsys.readouterr()
 
@@ -136,12 +136,12 @@ def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
   assert train.main(_train_args(model_dir, 6, "--gin.RESTORE_FALLBACK=False")) == 1
   errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and f"{model_dir}/checkpoint_4/opt_state cannot be read" in errors[0]
-  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4]
+  assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4]
 
   # With fallback (the default): step 2, whole, then on; the damaged step is kept aside.
   assert train.main(_train_args(model_dir, 6)) == 0
   assert "Skipping a damaged checkpoint" in capsys.readouterr().err
-  assert checkpoints.checkpoint_steps(str(model_dir)) == [2, 4, 6]
+  assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4, 6]
   assert (model_dir / "checkpoint_4.damaged").is_dir()
   with open(model_dir / "metrics.jsonl") as f:
     records = [r for r in map(json.loads, f) if r["kind"] == "train"]

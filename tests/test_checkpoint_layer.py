@@ -15,8 +15,8 @@ import pytest
 import toy_tasks
 from reference import T5X_TINY
 
-from synthetic_pretraining import checkpoint_resolver
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import resolver
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import train
 
@@ -52,33 +52,34 @@ def whole_run(tmp_path_factory):
 
 
 def test_resolver_classifies_every_kind_of_path(whole_run, tmp_path):
-  latest = checkpoint_resolver.resolve(whole_run)
+  latest = resolver.resolve(whole_run)
   assert (latest.kind, latest.step, latest.step_dir) == (
-      "ours", 9, checkpoints.step_dir(whole_run, 9))
-  step6 = checkpoint_resolver.resolve(checkpoints.step_dir(whole_run, 6))
+      "ours", 9, orbax_format.step_dir(whole_run, 9))
+  step6 = resolver.resolve(orbax_format.step_dir(whole_run, 6))
   assert (step6.kind, step6.step) == ("ours", 6)
-  t5x = checkpoint_resolver.resolve(T5X_TINY)
+  t5x = resolver.resolve(T5X_TINY)
   assert t5x.kind == "t5x_msgpack" and "token_embedder/embedding" in t5x.source.metadata()
   stats = tmp_path / "stats.json"
   stats.write_text("{}")
-  assert checkpoint_resolver.resolve(str(stats), allow_stats=True).kind == "stats"
+  assert resolver.resolve(str(stats), allow_stats=True).kind == "stats"
   with pytest.raises(FileNotFoundError, match="statistics file, not a checkpoint"):
-    checkpoint_resolver.resolve(str(stats))
+    resolver.resolve(str(stats))
   with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-    checkpoint_resolver.resolve(str(tmp_path))
+    resolver.resolve(str(tmp_path))
   with pytest.raises(FileNotFoundError, match="nothing exists there"):
-    checkpoint_resolver.resolve(str(tmp_path / "missing"))
+    resolver.resolve(str(tmp_path / "missing"))
 
 
 _KILL_WHILE_SAVING_POSITION = textwrap.dedent("""
     import os, signal, sys
-    from synthetic_pretraining import checkpoints, train
-    original = checkpoints.DataIteratorHandler.save
+    from synthetic_pretraining import train
+    from synthetic_pretraining.checkpointing import orbax_format
+    original = orbax_format.DataIteratorHandler.save
     def save_then_die(self, directory, args):
       if "checkpoint_6" in str(directory):
         os.kill(os.getpid(), signal.SIGKILL)  # parameters are already being written by orbax
       return original(self, directory, args)
-    checkpoints.DataIteratorHandler.save = save_then_die
+    orbax_format.DataIteratorHandler.save = save_then_die
     sys.exit(train.main(sys.argv[1:]))
 """)
 
@@ -90,14 +91,14 @@ def test_kill_at_the_commit_point_leaves_no_step_without_its_data_position(whole
                            *_args(model_dir, 9)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
   assert killed.returncode == -9, killed.stderr[-2000:]
-  assert checkpoints.checkpoint_steps(model_dir) == [3]  # step 6 was never committed
+  assert orbax_format.checkpoint_steps(model_dir) == [3]  # step 6 was never committed
   assert train.main(_args(model_dir, 9)) == 0
-  _assert_same_params(checkpoints.step_dir(whole_run, 9), checkpoints.step_dir(model_dir, 9))
+  _assert_same_params(orbax_format.step_dir(whole_run, 9), orbax_format.step_dir(model_dir, 9))
 
 
 def _to_legacy_layout(model_dir, step):
   """Moves a step's data position to where runs before this layout kept it."""
-  item = os.path.join(checkpoints.step_dir(model_dir, step), checkpoints.ITERATOR_ITEM)
+  item = os.path.join(orbax_format.step_dir(model_dir, step), orbax_format.ITERATOR_ITEM)
   legacy = os.path.join(model_dir, "data_iterators", f"step_{step}")
   shutil.copytree(item, legacy)
   shutil.rmtree(item)
@@ -108,13 +109,13 @@ def test_run_directory_of_the_previous_layout_still_resumes(whole_run, tmp_path)
   assert train.main(_args(model_dir, 6)) == 0
   _to_legacy_layout(model_dir, 6)
   assert train.main(_args(model_dir, 9)) == 0
-  _assert_same_params(checkpoints.step_dir(whole_run, 9), checkpoints.step_dir(model_dir, 9))
+  _assert_same_params(orbax_format.step_dir(whole_run, 9), orbax_format.step_dir(model_dir, 9))
 
 
 def test_step_without_any_data_position_fails_with_one_line(tmp_path, capsys):
   model_dir = str(tmp_path / "lost")
   assert train.main(_args(model_dir, 3)) == 0
-  shutil.rmtree(os.path.join(checkpoints.step_dir(model_dir, 3), checkpoints.ITERATOR_ITEM))
+  shutil.rmtree(os.path.join(orbax_format.step_dir(model_dir, 3), orbax_format.ITERATOR_ITEM))
   capsys.readouterr()
   assert train.main(_args(model_dir, 6)) == 1
   errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error:")]

@@ -16,12 +16,12 @@ import seqio
 
 import synthetic_pretraining.tasks  # noqa: F401  (registers the paper's tasks)
 import toy_tasks
-from synthetic_pretraining import data
-from synthetic_pretraining import prefetch
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.data import prefetch
 from synthetic_pretraining.synthetic import workers
 
 LENGTHS = {"inputs": 64, "targets": 64}
-# sha256 (first 16 hex digits) of the first batches of data.build_dataset at f3c4406.
+# sha256 (first 16 hex digits) of the first batches of pipeline.build_dataset at f3c4406.
 GOLDEN = {("reverse", None, False, 4): "23a4af44d811f18a",
           ("reverse", 20, False, 6): "f586e721028183be",
           ("reverse", 24, False, 8): "76ea48a00486b59e",
@@ -36,9 +36,9 @@ def _bind(train_size=None, workers_count=0):
 
 
 def _dataset(task, *, process=0, processes=1, batch_size=8, pack=False, split="train"):
-  cfg = data.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=LENGTHS,
+  cfg = pipeline.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=LENGTHS,
                            batch_size=batch_size, seed=7, pack=pack, split=split)
-  return data.build_dataset(cfg, seed=1, shard_info=seqio.ShardInfo(process, processes),
+  return pipeline.build_dataset(cfg, seed=1, shard_info=seqio.ShardInfo(process, processes),
                             num_epochs=None if split == "train" else 1,
                             drop_remainder=split == "train")
 
@@ -78,12 +78,12 @@ def test_worker_processes_give_the_same_stream_and_resume_exactly(tmp_path):
   _bind(workers_count=2)
   try:
     assert workers.generation_workers() == 2
-    iterator = data.CheckpointableIterator(_dataset("reverse"))
+    iterator = pipeline.CheckpointableIterator(_dataset("reverse"))
     first = [next(iterator) for _ in range(4)]
     iterator.save(str(tmp_path / "it" / "ckpt"))
     rest = [next(iterator) for _ in range(4)]
     _equal(first + rest, alone)
-    resumed = data.CheckpointableIterator(_dataset("reverse"))
+    resumed = pipeline.CheckpointableIterator(_dataset("reverse"))
     resumed.restore(str(tmp_path / "it" / "ckpt"))
     _equal([next(resumed) for _ in range(4)], alone[4:])
   finally:
@@ -109,9 +109,9 @@ def test_generation_workers_knob():
 def test_two_processes_read_the_rows_of_the_one_process_global_batch(task, train_size, pack,
                                                                      layout):
   _bind(train_size)
-  cfg = data.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=LENGTHS,
+  cfg = pipeline.DatasetConfig(mixture_or_task_name=task, task_feature_lengths=LENGTHS,
                            batch_size=8, split="train", pack=pack)
-  assert data.process_layout(seqio.get_mixture_or_task(task), cfg) == layout
+  assert pipeline.process_layout(seqio.get_mixture_or_task(task), cfg) == layout
   steps = 5
   whole = _batches(_dataset(task, pack=pack), steps)
   halves = [_batches(_dataset(task, process=p, processes=2, pack=pack), steps) for p in (0, 1)]
@@ -137,9 +137,9 @@ def test_validation_rows_cover_the_split_once_across_processes():
 
 def test_file_tasks_keep_per_process_shards():
   toy_tasks.register()
-  cfg = data.DatasetConfig(mixture_or_task_name=toy_tasks.TOY_TASK, task_feature_lengths=LENGTHS,
+  cfg = pipeline.DatasetConfig(mixture_or_task_name=toy_tasks.TOY_TASK, task_feature_lengths=LENGTHS,
                            batch_size=8)
-  assert data.process_layout(seqio.get_mixture_or_task(toy_tasks.TOY_TASK), cfg) == "shards"
+  assert pipeline.process_layout(seqio.get_mixture_or_task(toy_tasks.TOY_TASK), cfg) == "shards"
 
 
 class _ListIterator:

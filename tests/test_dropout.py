@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synthetic_pretraining import layers
-from synthetic_pretraining import network
+from synthetic_pretraining.model import layers
+from synthetic_pretraining.model import network
 
 TINY = dict(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=1,
             num_decoder_layers=1, dropout_rate=0.5)

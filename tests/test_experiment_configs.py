@@ -7,9 +7,9 @@ import gin
 import pytest
 
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import network
+from synthetic_pretraining.model import network
 from synthetic_pretraining import train  # noqa: F401  (registers every configurable)
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_TASKS = [

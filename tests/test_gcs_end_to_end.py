@@ -16,8 +16,8 @@ import textwrap
 import numpy as np
 import toy_tasks
 
-from synthetic_pretraining import checkpoints
-from synthetic_pretraining import inference
+from synthetic_pretraining.checkpointing import orbax_format
+from synthetic_pretraining.training import inference
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import paths
 from synthetic_pretraining import report
@@ -42,13 +42,14 @@ def _train_args(model_dir, steps, *extra):
 # SIGKILL while the data position of checkpoint_6 is written, after orbax has the parameters.
 _KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
-    from synthetic_pretraining import checkpoints, train
-    original = checkpoints.DataIteratorHandler.save
+    from synthetic_pretraining import train
+    from synthetic_pretraining.checkpointing import orbax_format
+    original = orbax_format.DataIteratorHandler.save
     def save_then_die(self, directory, args):
       if "checkpoint_6" in str(directory):
         os.kill(os.getpid(), signal.SIGKILL)
       return original(self, directory, args)
-    checkpoints.DataIteratorHandler.save = save_then_die
+    orbax_format.DataIteratorHandler.save = save_then_die
     sys.exit(train.main(sys.argv[1:]))
 """)
 
@@ -69,10 +70,10 @@ def test_a_study_in_a_bucket(gcs, capsys):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
                           check=False)
   assert killed.returncode == -9, killed.stderr[-3000:]
-  assert checkpoints.checkpoint_steps(pretrain) == [3]  # checkpoint_6 never committed
+  assert orbax_format.checkpoint_steps(pretrain) == [3]  # checkpoint_6 never committed
   assert train.main(_train_args(pretrain, 9)) == 0
-  assert checkpoints.checkpoint_steps(pretrain) == [3, 6, 9]
-  a, b = _params(checkpoints.step_dir(whole, 9)), _params(checkpoints.step_dir(pretrain, 9))
+  assert orbax_format.checkpoint_steps(pretrain) == [3, 6, 9]
+  a, b = _params(orbax_format.step_dir(whole, 9)), _params(orbax_format.step_dir(pretrain, 9))
   assert sorted(a) == sorted(b)
   for name in a:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 # page faults of allocating and touching the same size again.
 SCRIPT = """
 import ctypes, resource, sys
-from synthetic_pretraining import host_memory
+from synthetic_pretraining.training import host_memory
 applied = host_memory.retain_freed_memory(force=sys.argv[1] == "force")
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

@@ -1,7 +1,7 @@
 """The paper's downstream metrics against hand-computed cases."""
 import pytest
 
-from synthetic_pretraining import metrics
+from synthetic_pretraining.data import metrics
 
 
 def test_exact_match_and_f1_without_normalisation():

@@ -4,7 +4,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from synthetic_pretraining import metrics_writer, paths
+from synthetic_pretraining import paths
+
+from synthetic_pretraining.training import metrics_writer
 
 
 def _scalars(directory):

@@ -9,9 +9,9 @@ import toy_tasks
 from records import metric_records
 from multiprocess import launch, wait_all
 
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import inspect_checkpoint
-from synthetic_pretraining import interrupts
+from synthetic_pretraining.training import interrupts
 from synthetic_pretraining import train
 
 STEPS = 3
@@ -57,8 +57,8 @@ def test_two_processes_train_like_one(runs):
   two, one = runs
   losses = lambda d: [r["loss"] for r in metric_records(d, "train")]
   np.testing.assert_allclose(losses(two), losses(one), rtol=1e-5)
-  _, params_two = inspect_checkpoint.load(checkpoints.step_dir(two, STEPS))
-  _, params_one = inspect_checkpoint.load(checkpoints.step_dir(one, STEPS))
+  _, params_two = inspect_checkpoint.load(orbax_format.step_dir(two, STEPS))
+  _, params_one = inspect_checkpoint.load(orbax_format.step_dir(one, STEPS))
   for (name_two, x), (name_one, y) in zip(params_two, params_one):
     assert name_two == name_one
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name_two)

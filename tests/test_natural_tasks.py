@@ -8,10 +8,10 @@ import pytest
 import seqio
 
 import synthetic_pretraining.tasks  # noqa: F401
-from synthetic_pretraining import inference
-from synthetic_pretraining import metrics
+from synthetic_pretraining.training import inference
+from synthetic_pretraining.data import metrics
 from synthetic_pretraining import resources
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.tasks import natural
 
 

@@ -8,8 +8,8 @@ import pytest
 from flax import serialization, traverse_util
 
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import models
-from synthetic_pretraining import network
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import network
 from synthetic_pretraining import resources
 
 from reference import T5X_TINY

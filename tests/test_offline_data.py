@@ -9,7 +9,7 @@ import pytest
 import seqio
 
 import synthetic_pretraining.tasks  # noqa: F401
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import registry
 from synthetic_pretraining.tasks import offline
 
@@ -149,7 +149,7 @@ def test_natural_text_is_read_across_its_registers():
 
 
 def test_permuted_order_is_seeded_new_each_epoch_and_resumes_exactly(tmp_path):
-  from synthetic_pretraining import data  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.data import pipeline  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining.synthetic import file_source  # pylint: disable=import-outside-toplevel
   read = lambda seed: file_source.permuted({"x": np.arange(20)}, 20, shuffle=True, seed=seed)
   stream = [int(x["x"]) for x in read(4).repeat(2).as_numpy_iterator()]
@@ -158,11 +158,11 @@ def test_permuted_order_is_seeded_new_each_epoch_and_resumes_exactly(tmp_path):
   assert stream == [int(x["x"]) for x in read(4).repeat(2).as_numpy_iterator()]
   assert stream != [int(x["x"]) for x in read(5).repeat(2).as_numpy_iterator()]
   # The position (mid-epoch and in the next epoch) is part of the data iterator's checkpoint.
-  iterator = data.CheckpointableIterator(read(4).repeat(2).batch(3))
+  iterator = pipeline.CheckpointableIterator(read(4).repeat(2).batch(3))
   first = [next(iterator)["x"].tolist() for _ in range(8)]
   iterator.save(str(tmp_path / "data"))
   rest = [b["x"].tolist() for b in iterator]
-  resumed = data.CheckpointableIterator(read(4).repeat(2).batch(3))
+  resumed = pipeline.CheckpointableIterator(read(4).repeat(2).batch(3))
   resumed.restore(str(tmp_path / "data"))
   assert [b["x"].tolist() for b in resumed] == rest
   assert sum(first + rest, []) == stream

@@ -17,7 +17,7 @@ import gin
 import pytest
 import seqio
 
-from synthetic_pretraining import data
+from synthetic_pretraining.data import pipeline
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import resources
 from synthetic_pretraining import train  # noqa: F401  (registers every configurable)
@@ -59,10 +59,10 @@ def test_the_old_task_module_name_means_the_package_when_no_tasks_module_exists(
   real_find_spec = importlib.util.find_spec
   monkeypatch.setattr(importlib.util, "find_spec",
                       lambda name, *a: None if name == "tasks" else real_find_spec(name, *a))
-  assert data._task_module_name("tasks") == "synthetic_pretraining.tasks"  # pylint: disable=protected-access
-  assert data._task_module_name("tasks.offline") == "synthetic_pretraining.tasks.offline"  # pylint: disable=protected-access
-  assert data._task_module_name("my_tasks") == "my_tasks"  # pylint: disable=protected-access
-  data.import_task_modules("tasks")
+  assert pipeline._task_module_name("tasks") == "synthetic_pretraining.tasks"  # pylint: disable=protected-access
+  assert pipeline._task_module_name("tasks.offline") == "synthetic_pretraining.tasks.offline"  # pylint: disable=protected-access
+  assert pipeline._task_module_name("my_tasks") == "my_tasks"  # pylint: disable=protected-access
+  pipeline.import_task_modules("tasks")
   assert "squad_offline" in seqio.TaskRegistry.names()
 
 

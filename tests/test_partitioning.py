@@ -5,12 +5,12 @@ import toy_tasks
 from jax.sharding import PartitionSpec as P
 import seqio
 
-from synthetic_pretraining import data
-from synthetic_pretraining import models
-from synthetic_pretraining import network
-from synthetic_pretraining import optimizers
-from synthetic_pretraining import partitioning
-from synthetic_pretraining import trainer as trainer_lib
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import network
+from synthetic_pretraining.model import optimizers
+from synthetic_pretraining.model import partitioning
+from synthetic_pretraining.training import trainer as trainer_lib
 
 CONFIG = network.T5Config(vocab_size=128, emb_dim=16, num_heads=4, head_dim=4, mlp_dim=32,
                           num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1)
@@ -24,8 +24,8 @@ def _trainer(devices, num_partitions, fsdp=False):
 
 
 def _batches(n):
-  cfg = data.DatasetConfig(toy_tasks.TOY_TASK, {"inputs": 8, "targets": 8}, "train", 8, True, 3)
-  it = data.CheckpointableIterator(data.build_dataset(
+  cfg = pipeline.DatasetConfig(toy_tasks.TOY_TASK, {"inputs": 8, "targets": 8}, "train", 8, True, 3)
+  it = pipeline.CheckpointableIterator(pipeline.build_dataset(
       cfg, seed=3, shard_info=seqio.ShardInfo(0, 1), num_epochs=None))
   return [next(it) for _ in range(n)]
 
@@ -47,7 +47,7 @@ def test_three_steps_agree_on_one_device_and_a_4x2_mesh():
     state = trainer_lib.TrainState(0, params, tr.init_opt_state(params))
     run = []
     for batch in batches:
-      state, sums = tr.train_step(state, data.to_global_batch(batch, tr.partitioner))
+      state, sums = tr.train_step(state, pipeline.to_global_batch(batch, tr.partitioner))
       run.append(float(sums["loss_sum"]))
     losses.append(run)
   assert losses[0][0] != losses[0][2]

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from synthetic_pretraining import report
-from synthetic_pretraining import run_record
+from synthetic_pretraining.training import run_record
 from synthetic_pretraining.report import protocol
 
 

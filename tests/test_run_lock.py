@@ -9,20 +9,20 @@ import time
 
 import pytest
 
-from synthetic_pretraining import run_lock
+from synthetic_pretraining.training import run_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A holder takes the lock, says so, and sleeps until killed; a contender tries once.
 _HOLD = """
 import sys, time
-from synthetic_pretraining import run_lock
+from synthetic_pretraining.training import run_lock
 lock = run_lock.RunLock(sys.argv[1], lease_seconds=float(sys.argv[2])).acquire()
 print("held", flush=True)
 time.sleep(600)
 """
 _TRY = """
 import sys
-from synthetic_pretraining import run_lock
+from synthetic_pretraining.training import run_lock
 try:
   run_lock.RunLock(sys.argv[1]).acquire()
 except run_lock.RunLockError as e:

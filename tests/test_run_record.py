@@ -4,13 +4,13 @@ import dataclasses
 import gin
 import pytest
 
-from synthetic_pretraining import data
-from synthetic_pretraining import run_record
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.training import run_record
 from synthetic_pretraining.stats_init import initializers
 
 
 def _cfg():
-  return data.DatasetConfig(mixture_or_task_name="squad_offline",
+  return pipeline.DatasetConfig(mixture_or_task_name="squad_offline",
                             task_feature_lengths={"inputs": 512, "targets": 32}, batch_size=16)
 
 

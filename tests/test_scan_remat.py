@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synthetic_pretraining import checkpoints
-from synthetic_pretraining import models
-from synthetic_pretraining import network
+from synthetic_pretraining.checkpointing import orbax_format
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import network
 
 CONFIG = network.T5Config(vocab_size=128, emb_dim=16, num_heads=4, head_dim=4, mlp_dim=32,
                           num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1,
@@ -86,13 +86,13 @@ def test_checkpoints_load_across_layouts(plain, tmp_path):
   model, params = plain
   scanned = _model(scan_layers=True, remat_policy="dots_saveable")
   abstract = jax.eval_shape(scanned.init_params, jax.random.key(0))
-  checkpoints.save_params(str(tmp_path / "plain"), params)
-  restored = checkpoints.restore_params(str(tmp_path / "plain"), abstract)
+  orbax_format.save_params(str(tmp_path / "plain"), params)
+  restored = orbax_format.restore_params(str(tmp_path / "plain"), abstract)
   _assert_close(restored, params)
   # And the other way: parameters trained under scan load into the plain model.
   updated = jax.tree.map(lambda p, g: p - 0.1 * g, params, _loss_and_grads(scanned, params)[1])
-  checkpoints.save_params(str(tmp_path / "scanned"), updated)
-  back = checkpoints.restore_params(str(tmp_path / "scanned"),
+  orbax_format.save_params(str(tmp_path / "scanned"), updated)
+  back = orbax_format.restore_params(str(tmp_path / "scanned"),
                                     jax.eval_shape(model.init_params, jax.random.key(0)))
   _assert_close(_loss_and_grads(model, back), _loss_and_grads(scanned, updated))
 

@@ -18,14 +18,14 @@ import toy_tasks
 from flax import serialization
 from flax import traverse_util
 
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import inspect_checkpoint
-from synthetic_pretraining import models
-from synthetic_pretraining import optimizers
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import optimizers
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import train
-from synthetic_pretraining import trainer as trainer_lib
+from synthetic_pretraining.training import trainer as trainer_lib
 from synthetic_pretraining.stats_init import __main__ as stats_cli
 from synthetic_pretraining.stats_init import initializers
 from synthetic_pretraining.stats_init import procedures
@@ -62,7 +62,7 @@ def _flat(params):
 
 def _loaded(directory, model_gin=TINY_1_1):
   """The parameters INITIAL_CHECKPOINT_PATH=directory gives a run of `model_gin`."""
-  return _flat(_trainer(model_gin).params_from_checkpoint(directory))
+  return _flat(trainer_lib.params_from_checkpoint(_trainer(model_gin), directory))
 
 
 def _assert_same(a, b):
@@ -110,7 +110,7 @@ def test_stats_json_has_the_documented_form(from_reference, reference_params):
 def test_written_checkpoint_loads_and_follows_the_statistics(from_reference):
   stats = json.load(open(os.path.join(from_reference, "stats.json")))
   params = _loaded(from_reference)
-  _assert_same(params, _flat(checkpoints.restore_params(from_reference,
+  _assert_same(params, _flat(orbax_format.restore_params(from_reference,
                                                         _trainer().abstract_params)))
   standardised = []
   for group in stats["groups"]:

@@ -5,8 +5,8 @@ import jax
 import pytest
 from flax import traverse_util
 
-from synthetic_pretraining import models
-from synthetic_pretraining import network
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import network
 from synthetic_pretraining.stats_init import errors
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures

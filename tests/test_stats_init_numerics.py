@@ -11,10 +11,10 @@ from flax import serialization
 from flax import traverse_util
 from hypothesis import assume, given, settings, strategies as st
 
-from synthetic_pretraining import checkpoints
-from synthetic_pretraining import models
-from synthetic_pretraining import network
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.checkpointing import orbax_format
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import network
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining.stats_init import initializers
 from synthetic_pretraining.stats_init import procedures
 from synthetic_pretraining.stats_init import sampling
@@ -83,7 +83,7 @@ def trained_source(tmp_path_factory):
   rng = np.random.default_rng(0)
   skewed = {p: np.asarray(v) * rng.uniform(0.5, 2.0) + rng.uniform(-0.2, 0.2) for p, v in flat.items()}
   path = str(tmp_path_factory.mktemp("source") / "ckpt")
-  checkpoints.save_params(path, traverse_util.unflatten_dict(skewed, sep="/"))
+  orbax_format.save_params(path, traverse_util.unflatten_dict(skewed, sep="/"))
   return path, skewed
 
 

@@ -17,9 +17,9 @@ import seqio
 from hypothesis import given, settings, strategies as st
 
 import synthetic_pretraining.tasks  # noqa: F401  (registers the paper's tasks)
-from synthetic_pretraining import data
+from synthetic_pretraining.data import pipeline
 from synthetic_pretraining import export_data
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import file_source, lime, nesting_language, nonsense_summary
 from synthetic_pretraining.synthetic import registry, simple_tasks, sources
 from synthetic_pretraining.synthetic.common import TokenSpace
@@ -393,7 +393,7 @@ def test_the_docs_task_module_example_registers_a_trainable_task(tmp_path, monke
     if name in seqio.TaskRegistry.names():
       seqio.TaskRegistry.remove(name)
   try:
-    task = data.get_mixture_or_task("rotate", "my_tasks")
+    task = pipeline.get_mixture_or_task("rotate", "my_tasks")
     ds = task.get_dataset({"inputs": 64, "targets": 64}, split="train", shuffle=False, seed=0)
     for example in ds.take(4).as_numpy_iterator():
       assert example["inputs"][-1] == example["targets"][-1] == vocabularies.configured_vocabulary().eos_id

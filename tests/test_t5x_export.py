@@ -14,13 +14,13 @@ from flax import serialization
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from synthetic_pretraining import checkpoint_resolver
+from synthetic_pretraining.checkpointing import resolver
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import models
-from synthetic_pretraining import optimizers
-from synthetic_pretraining import partitioning
-from synthetic_pretraining import t5x_export
-from synthetic_pretraining import trainer as trainer_lib
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import optimizers
+from synthetic_pretraining.model import partitioning
+from synthetic_pretraining.checkpointing import t5x_writer
+from synthetic_pretraining.training import trainer as trainer_lib
 from synthetic_pretraining.stats_init import __main__ as stats_cli
 from synthetic_pretraining.stats_init import sources
 
@@ -40,7 +40,7 @@ def _loaded(directory):
   trainer = trainer_lib.Trainer(models.EncoderDecoderModel(),
                                 partitioning.PjitPartitioner(num_partitions=2),
                                 optimizers.create_optimizer(), SEED)
-  params = trainer.params_from_checkpoint(directory)
+  params = trainer_lib.params_from_checkpoint(trainer, directory)
   return {p: np.asarray(v) for p, v in traverse_util.flatten_dict(params, sep="/").items()}
 
 
@@ -75,7 +75,7 @@ def test_layout_is_t5x_legacy_checkpoint(both_formats):
 def test_t5x_output_reads_back_bitwise(both_formats):
   ours, t5x = both_formats
   expected = _loaded(ours)
-  assert checkpoint_resolver.resolve(t5x).kind == "t5x_tensorstore"  # a t5x MODEL_DIR
+  assert resolver.resolve(t5x).kind == "t5x_tensorstore"  # a t5x MODEL_DIR
   step, read = sources.load_t5x_params(os.path.join(t5x, "checkpoint_0"))
   assert step == 0 and set(read) == set(expected)
   for path, value in expected.items():
@@ -99,7 +99,7 @@ def test_sharded_arrays_are_written_shard_by_shard(tmp_path):
             "decoder/b/scale": jax.device_put(values["decoder/b/scale"],
                                               NamedSharding(mesh, PartitionSpec()))}
   out = str(tmp_path)
-  step_dir = t5x_export.write_checkpoint(out, params, step=5)
+  step_dir = t5x_writer.write_checkpoint(out, params, step=5)
   assert step_dir == os.path.join(out, "checkpoint_5")
   with open(os.path.join(step_dir, "checkpoint"), "rb") as f:
     spec = serialization.msgpack_restore(f.read())["optimizer"]["target"]["encoder"]["a"]["kernel"]
@@ -109,12 +109,12 @@ def test_sharded_arrays_are_written_shard_by_shard(tmp_path):
   for path, value in values.items():
     np.testing.assert_array_equal(read[path], value)
   with pytest.raises(FileExistsError, match="already holds a t5x checkpoint"):
-    t5x_export.write_checkpoint(out, params, step=5)
+    t5x_writer.write_checkpoint(out, params, step=5)
 
 
 def test_chunks_stay_under_64_mib():
-  assert t5x_export._chunk_shape((32128, 4096), 4) == (4016, 4096)  # pylint: disable=protected-access
-  assert t5x_export._chunk_shape((7, 3), 4) == (7, 3)  # pylint: disable=protected-access
+  assert t5x_writer._chunk_shape((32128, 4096), 4) == (4016, 4096)  # pylint: disable=protected-access
+  assert t5x_writer._chunk_shape((7, 3), 4) == (7, 3)  # pylint: disable=protected-access
 
 
 def test_existing_t5x_output_is_a_one_line_error(both_formats, capsys):

@@ -13,9 +13,9 @@ import pytest
 import toy_tasks
 from records import metric_records
 
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import inspect_checkpoint
-from synthetic_pretraining import models
+from synthetic_pretraining.model import models
 from synthetic_pretraining import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +46,7 @@ def periodic_run(tmp_path_factory):
 def test_each_action_fires_at_its_period_and_all_at_the_end(periodic_run):
   assert [r["step"] for r in metric_records(periodic_run, "train")] == [2, 4, 6, 7]
   assert [r["step"] for r in metric_records(periodic_run, "eval")] == [3, 6, 7]
-  assert checkpoints.checkpoint_steps(periodic_run) == [5, 7]
+  assert orbax_format.checkpoint_steps(periodic_run) == [5, 7]
 
 
 def test_train_records_carry_t5x_metric_names(periodic_run):
@@ -144,14 +144,18 @@ def test_nan_loss_stops_with_one_line_naming_the_step_and_last_good_checkpoint(t
   assert code == 1 and len(errors) == 1, errors
   assert "NaN or inf at step" in errors[0] and "Last good checkpoint" in errors[0]
   bad_step = int(errors[0].split("at step ")[1].split(";")[0])
-  assert checkpoints.checkpoint_steps(model_dir) and max(checkpoints.checkpoint_steps(model_dir)) < bad_step
+  assert orbax_format.checkpoint_steps(model_dir) and max(orbax_format.checkpoint_steps(model_dir)) < bad_step
   assert all(s < bad_step for s in (r["step"] for r in metric_records(model_dir, "train")))
 
 
 # A signal sent at a chosen point of the loop, in a real process; the handler sees a real signal.
 _SIGNAL_AT = textwrap.dedent("""
     import os, signal, sys
-    from synthetic_pretraining import checkpoints, data, train, trainer
+    from synthetic_pretraining import train
+    from synthetic_pretraining.checkpointing import orbax_format
+    from synthetic_pretraining.data import pipeline
+    from synthetic_pretraining.training import evaluation
+    from synthetic_pretraining.training import compiled_steps
     point, signame, at = sys.argv[1], sys.argv[2], 4
     send = lambda: os.kill(os.getpid(), getattr(signal, signame))
     calls = {"n": 0}
@@ -171,13 +175,13 @@ _SIGNAL_AT = textwrap.dedent("""
         return fn(*args, **kwargs)
       return wrapped
     if point == "batch_taken":
-      data.CheckpointableIterator.__next__ = after(data.CheckpointableIterator.__next__)
+      pipeline.CheckpointableIterator.__next__ = after(pipeline.CheckpointableIterator.__next__)
     elif point == "step_done":
-      trainer.Trainer.train_step = after(trainer.Trainer.train_step)
+      compiled_steps.Trainer.train_step = after(compiled_steps.Trainer.train_step)
     elif point == "saving":
-      checkpoints.TrainingCheckpoints.save = before(checkpoints.TrainingCheckpoints.save)
+      orbax_format.TrainingCheckpoints.save = before(orbax_format.TrainingCheckpoints.save)
     elif point == "evaluating":
-      trainer.evaluate = before(trainer.evaluate)
+      evaluation.evaluate = before(evaluation.evaluate)
     sys.exit(train.main(sys.argv[3:]))
 """)
 
@@ -206,13 +210,37 @@ def test_signal_saves_the_last_finished_step_and_the_rerun_is_bitwise_equal(
   last = stopped.stderr.strip().splitlines()[-1]
   assert last.startswith(f"Stopped by {signame} at step ") and "Rerun the same command" in last
   step = int(last.split("at step ")[1].split(";")[0])
-  assert checkpoints.checkpoint_steps(model_dir)[-1] == step
+  assert orbax_format.checkpoint_steps(model_dir)[-1] == step
   assert metric_records(model_dir, "train")[-1]["step"] == step  # the last record was flushed
   print(f"{point}/{signame}: stopped at step {step}, process ran {time.perf_counter() - started:.1f} s")
   assert train.main(_args(model_dir, 8, *_SIGNAL_FLAGS)) == 0
-  _, a = inspect_checkpoint.load(checkpoints.step_dir(uninterrupted, 8))
-  _, b = inspect_checkpoint.load(checkpoints.step_dir(model_dir, 8))
+  _, a = inspect_checkpoint.load(orbax_format.step_dir(uninterrupted, 8))
+  _, b = inspect_checkpoint.load(orbax_format.step_dir(model_dir, 8))
   for (name, x), (_, y) in zip(a, b):
     np.testing.assert_array_equal(x, y, err_msg=name)
   losses = lambda d: {r["step"]: r["loss"] for r in metric_records(d, "train")}
   assert losses(model_dir) == losses(uninterrupted)
+
+
+def test_an_action_from_gin_runs_at_its_period_without_editing_the_loop(tmp_path):
+  model_dir = str(tmp_path / "run")
+  extra = ("--gin.trainer.train.actions = [@extra/actions.TeacherForcedEval()]",
+           "--gin.extra/actions.TeacherForcedEval.dataset_cfg = @extra/data.DatasetConfig()",
+           f"--gin.extra/data.DatasetConfig.mixture_or_task_name = '{toy_tasks.UNEVEN_TASK}'",
+           "--gin.extra/data.DatasetConfig.task_feature_lengths = %TASK_FEATURE_LENGTHS",
+           "--gin.extra/data.DatasetConfig.split = 'validation'",
+           "--gin.extra/data.DatasetConfig.batch_size = 8",
+           "--gin.extra/data.DatasetConfig.shuffle = False",
+           "--gin.extra/actions.TeacherForcedEval.period = 2",
+           "--gin.extra/actions.TeacherForcedEval.steps = 1")
+  assert train.main(_args(model_dir, 5, "--gin.EVAL_PERIOD=1000", "--gin.CHECKPOINT_PERIOD=1000",
+                          *extra)) == 0
+  extra_evals = [r for r in metric_records(model_dir, "eval")
+                 if r["task"] == toy_tasks.UNEVEN_TASK]
+  assert [r["step"] for r in extra_evals] == [2, 4, 5]
+  assert all(r["split"] == "validation" and r["accuracy"] >= 0 for r in extra_evals)
+  # The built-in eval still runs at its own period (here only at the end), and the checkpoint
+  # of the last step comes after every record of that step.
+  builtin = [r["step"] for r in metric_records(model_dir, "eval") if r["task"] == toy_tasks.TOY_TASK]
+  assert builtin == [5]
+  assert orbax_format.checkpoint_steps(model_dir) == [5]

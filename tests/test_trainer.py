@@ -8,12 +8,13 @@ import pytest
 import toy_tasks
 from records import metric_records
 
-from synthetic_pretraining import checkpoints
-from synthetic_pretraining import run_record
+from synthetic_pretraining.checkpointing import orbax_format
+from synthetic_pretraining.training import run_record
 from synthetic_pretraining import eval as eval_binary  # pylint: disable=unused-import
 from synthetic_pretraining import inspect_checkpoint
 from synthetic_pretraining import train
-from synthetic_pretraining import trainer as trainer_lib
+from synthetic_pretraining.training import evaluation
+from synthetic_pretraining.training import trainer as trainer_lib
 
 
 def _args(model_dir, steps, *extra, lengths="{'inputs': 12, 'targets': 12}"):
@@ -39,10 +40,10 @@ def test_loss_falls_and_run_directory_is_complete(trained_dir):
   evals = metric_records(trained_dir, "eval")
   assert [r["step"] for r in evals] == [50, 100, 150]
   assert evals[-1]["accuracy"] > evals[0]["accuracy"]
-  assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
+  assert orbax_format.checkpoint_steps(trained_dir) == [100, 150]
   assert not os.path.exists(os.path.join(trained_dir, "data_iterators"))
   for step in (100, 150):  # the data position is an item of each checkpoint, pruned with it
-    item = os.path.join(checkpoints.step_dir(trained_dir, step), checkpoints.ITERATOR_ITEM)
+    item = os.path.join(orbax_format.step_dir(trained_dir, step), orbax_format.ITERATOR_ITEM)
     assert os.path.exists(os.path.join(item, "process_0.index"))
   assert os.listdir(os.path.join(trained_dir, "train"))
   assert os.listdir(os.path.join(trained_dir, "training_eval", toy_tasks.TOY_TASK))
@@ -59,11 +60,11 @@ def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path):
   assert train.main(_args(whole, 10, *common)) == 0
   assert train.main(_args(parts, 6, *common)) == 0
   assert train.main(_args(parts, 10, *common)) == 0
-  a = inspect_checkpoint.describe(checkpoints.step_dir(whole, 10))
-  b = inspect_checkpoint.describe(checkpoints.step_dir(parts, 10))
+  a = inspect_checkpoint.describe(orbax_format.step_dir(whole, 10))
+  b = inspect_checkpoint.describe(orbax_format.step_dir(parts, 10))
   assert a == b
-  _, params_a = inspect_checkpoint.load(checkpoints.step_dir(whole, 10))
-  _, params_b = inspect_checkpoint.load(checkpoints.step_dir(parts, 10))
+  _, params_a = inspect_checkpoint.load(orbax_format.step_dir(whole, 10))
+  _, params_b = inspect_checkpoint.load(orbax_format.step_dir(parts, 10))
   for (name_a, x), (name_b, y) in zip(params_a, params_b):
     assert name_a == name_b
     np.testing.assert_array_equal(x, y)
@@ -94,8 +95,8 @@ def test_initial_checkpoint_all_but_embedding(trained_dir):
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()
   tr = trainer_lib.Trainer(model, trainer_lib.partitioning.PjitPartitioner(num_partitions=2),
                            trainer_lib.optimizers.create_optimizer(), seed=1)
-  loaded = tr.params_from_checkpoint(trained_dir, "all_but_embedding")
-  everything = tr.params_from_checkpoint(trained_dir, "all")
+  loaded = trainer_lib.params_from_checkpoint(tr, trained_dir, "all_but_embedding")
+  everything = trainer_lib.params_from_checkpoint(tr, trained_dir, "all")
   fresh = tr.random_params()
   np.testing.assert_array_equal(loaded["token_embedder"]["embedding"],
                                 fresh["token_embedder"]["embedding"])
@@ -114,7 +115,7 @@ def test_eval_binary_scores_a_checkpoint(trained_dir, tmp_path):
           f"--gin.EVAL_OUTPUT_DIR='{out}'", "--gin.BATCH_SIZE=16",
           "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
           "--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128"]
-  assert train.main(args, entry_point=trainer_lib.evaluate_checkpoint) == 0
+  assert train.main(args, entry_point=evaluation.evaluate_checkpoint) == 0
   record = metric_records(out, "eval")[0]
   assert record["step"] == 150
   assert record["accuracy"] == pytest.approx(metric_records(trained_dir, "eval")[-1]["accuracy"], abs=0.05)
@@ -131,7 +132,7 @@ def test_clear_errors(trained_dir, tmp_path, capsys):
   assert train.main(_args(trained_dir, 200, "--gin.network.T5Config.mlp_dim=96")) == 1
   err = capsys.readouterr().err
   assert "another architecture" in err and "layers_0/mlp/wi/kernel" in err
-  assert checkpoints.checkpoint_steps(trained_dir) == [100, 150]
+  assert orbax_format.checkpoint_steps(trained_dir) == [100, 150]
 
 
 def test_cut_examples_are_reported(tmp_path, capfd):
@@ -154,7 +155,7 @@ def _trained_model(trained_dir):
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()
   tr = trainer_lib.Trainer(model, trainer_lib.partitioning.PjitPartitioner(),
                            trainer_lib.optimizers.create_optimizer(), seed=1)
-  return model, tr.params_from_checkpoint(trained_dir)
+  return model, trainer_lib.params_from_checkpoint(tr, trained_dir)
 
 
 def _validation_inputs(n=16):
@@ -167,7 +168,7 @@ def _validation_inputs(n=16):
 
 
 def test_greedy_decoding_is_the_argmax_of_teacher_forcing_on_its_outputs(trained_dir):
-  from synthetic_pretraining import decoding  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.model import decoding  # pylint: disable=import-outside-toplevel
   model, params = _trained_model(trained_dir)
   tokens = _validation_inputs()
   greedy = np.asarray(jax.jit(lambda p, t: model.predict_batch(
@@ -201,7 +202,7 @@ def test_greedy_decoding_is_the_argmax_of_teacher_forcing_on_its_outputs(trained
 
 
 def test_infer_binary_writes_predictions_and_metrics(trained_dir, tmp_path):
-  from synthetic_pretraining import inference  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import inference  # pylint: disable=import-outside-toplevel
   out = str(tmp_path / "infer")
   args = ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/infer.gin",
           f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
@@ -237,7 +238,7 @@ def test_a_t5x_checkpoint_is_an_initial_checkpoint(tmp_path, load):
   assert train.main(args) == 0
   from synthetic_pretraining.stats_init import sources  # pylint: disable=import-outside-toplevel
   _, expected = sources.load_t5x_params(reference)
-  got = {p["path"]: p for p in inspect_checkpoint.describe(checkpoints.step_dir(str(tmp_path), 1))["params"]}
+  got = {p["path"]: p for p in inspect_checkpoint.describe(orbax_format.step_dir(str(tmp_path), 1))["params"]}
   for path, value in expected.items():
     same = got[path]["mean"] == pytest.approx(float(np.mean(value, dtype=np.float64)), abs=1e-6)
     assert same == (load == "all" or path not in trainer_lib.EMBEDDING_PARAMS), path

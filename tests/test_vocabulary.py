@@ -10,8 +10,8 @@ import seqio
 
 import synthetic_pretraining.tasks  # noqa: F401  (imported before any gin parsing)
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import models
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.model import models
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import registry
 from synthetic_pretraining.synthetic import simple_tasks
 from synthetic_pretraining.synthetic.common import TokenSpace
@@ -39,7 +39,7 @@ def _task_vocabularies():
 
 def test_configured_vocabulary_is_the_macro_else_the_named_default():
   assert vocabularies.configured_vocabulary() == seqio.ByteVocabulary(extra_ids=100)
-  gin.parse_config("import synthetic_pretraining.vocabularies\n"
+  gin.parse_config("import synthetic_pretraining.data.vocabularies\n"
                    "VOCABULARY = @vocabularies.named_vocabulary()\n"
                    "vocabularies.named_vocabulary.name = 'cpu_sp'")
   assert vocabularies.configured_vocabulary() == seqio.SentencePieceVocabulary(
@@ -52,7 +52,7 @@ def test_configured_vocabulary_is_the_macro_else_the_named_default():
 
 def test_tasks_imported_before_gin_follow_the_vocabulary_it_configures():
   bytes_50 = seqio.ByteVocabulary(extra_ids=50)
-  gin.parse_config("import synthetic_pretraining.vocabularies\n"
+  gin.parse_config("import synthetic_pretraining.data.vocabularies\n"
                    "VOCABULARY = @vocabularies.named_vocabulary()\n"
                    "vocabularies.named_vocabulary.extra_ids = 50")
   gin.finalize()  # as every binary does after parsing; tasks take the vocabulary now

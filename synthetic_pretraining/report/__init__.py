@@ -16,8 +16,8 @@ learning curves. A run's method is its run.json label, else derived from its ini
 report.csv and report.png to --output_dir.
 """
 import argparse
-import sys
 
+from synthetic_pretraining import cli
 from synthetic_pretraining import paths
 from synthetic_pretraining.report import floors
 from synthetic_pretraining.report import protocol
@@ -54,7 +54,11 @@ def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural=
 
 
 def main(argv=None) -> int:
-  """Entry point; returns an exit code."""
+  """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
   p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.report",
                               description=__doc__.split("\n")[0])
   p.add_argument("runs", nargs="+", help="finetuning MODEL_DIRs")
@@ -67,20 +71,16 @@ def main(argv=None) -> int:
   p.add_argument("--natural", default="natural", help="label of the natural pre-training baseline")
   p.add_argument("--label", action="append", default=[], metavar="RUN_DIR=LABEL",
                  help="method of a run (overrides its run.json); repeatable")
-  args = p.parse_args(sys.argv[1:] if argv is None else argv)
+  args = p.parse_args(argv)
   metrics = [None if m == "default" else m for m in args.metrics.split(",") if m]
-  try:
-    labels = {}
-    for item in args.label:
-      path, sep, label = item.rpartition("=")
-      if not sep or not path or not label:
-        raise ReportError(f"--label {item!r} is not RUN_DIR=LABEL.")
-      labels[paths.as_str(path)] = label
-    text, runs, comparisons, task_floors = build(args.runs, args.pretrain, metrics, args.random, args.natural,
-                                    labels)
-  except ReportError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  labels = {}
+  for item in args.label:
+    path, sep, label = item.rpartition("=")
+    if not sep or not path or not label:
+      raise ReportError(f"--label {item!r} is not RUN_DIR=LABEL.")
+    labels[paths.as_str(path)] = label
+  text, runs, comparisons, task_floors = build(args.runs, args.pretrain, metrics, args.random,
+                                                args.natural, labels)
   paths.write_atomic(paths.join(args.output_dir, "report.md"), text)
   render.write_csv(runs, comparisons, paths.join(args.output_dir, "report.csv"), task_floors)
   render.plot(comparisons, paths.join(args.output_dir, "report.png"), args.random, args.natural,

@@ -20,7 +20,7 @@ import random
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from synthetic_pretraining import metrics
+from synthetic_pretraining.data import metrics
 from synthetic_pretraining import paths
 
 RULES = ("random_span", "first_words", "whole_context")

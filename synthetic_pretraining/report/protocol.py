@@ -22,16 +22,18 @@ import json
 import math
 from typing import Dict, List, Optional, Sequence
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import paths
+from synthetic_pretraining.training import run_dir
 from synthetic_pretraining import position_split
-from synthetic_pretraining import run_record
+from synthetic_pretraining.training import run_record
 
 PRIMARY_METRIC = {"cnndm_10k": "rouge1"}  # every other task of the paper reports em first
 DEFAULT_METRIC = "em"
 SPREAD_FACTOR = 3.0  # natural - random must exceed this many seed spreads for a benefit ratio
 
 
-class ReportError(ValueError):
+class ReportError(errors.UsageError):
   """A run directory that cannot be scored."""
 
 
@@ -68,7 +70,7 @@ class Run:
 
 def read_records(path: str) -> List[dict]:
   """The records of MODEL_DIR/metrics.jsonl."""
-  records_path = paths.join(path, "metrics.jsonl")
+  records_path = run_dir.path(path, run_dir.METRICS_LOG)
   if not paths.exists(records_path):
     raise ReportError(f"{path}: no metrics.jsonl (not a run directory, or the run has not "
                       "evaluated yet).")
@@ -93,7 +95,7 @@ def read_run(path: str, label: Optional[str] = None) -> Run:
   record = run_record.read(path)
   if record is None:
     raise ReportError(f"{path}: no {run_record.FILENAME} (runs write it from this version on; "
-                      "rerun, or write one by hand: synthetic_pretraining/run_record.py).")
+                      "rerun, or write one by hand: synthetic_pretraining/training/run_record.py).")
   records = read_records(path)
   evals = validation_accuracies(records)
   if not evals:

@@ -23,13 +23,14 @@ import gin
 import jax
 from flax import traverse_util
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import cli
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import gin_utils
-from synthetic_pretraining import models
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
-from synthetic_pretraining import t5x_export
+from synthetic_pretraining.checkpointing import t5x_writer
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
@@ -94,9 +95,9 @@ def run(args, gin_files, bindings) -> str:
   if not args.output_dir:
     raise StatsInitError("--output_dir is required.")
   if paths.exists(paths.join(args.output_dir, "params")):
-    raise FileExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
-  if paths.exists(paths.join(t5x_export.checkpoint_dir(args.output_dir), "checkpoint")):
-    raise FileExistsError(f"{args.output_dir} already holds a t5x checkpoint; choose an empty "
+    raise errors.OutputExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
+  if paths.exists(paths.join(t5x_writer.checkpoint_dir(args.output_dir), "checkpoint")):
+    raise errors.OutputExistsError(f"{args.output_dir} already holds a t5x checkpoint; choose an empty "
                           "directory.")
   if not gin_files:
     raise StatsInitError("Give the model with --gin_file (e.g. gin/models/t5_1_0/small.gin).")
@@ -134,9 +135,9 @@ def run(args, gin_files, bindings) -> str:
   meta = {"model": dataclasses.asdict(model.config), "seed": args.seed,
           "stats_init": {"scheme": plan.scheme, "source": plan.source, "groups": summary.groups}}
   if args.output_format == "t5x":
-    t5x_export.write_checkpoint(args.output_dir, params, step=0)
+    t5x_writer.write_checkpoint(args.output_dir, params, step=0)
   else:
-    checkpoints.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
+    orbax_format.save_params(args.output_dir, traverse_util.unflatten_dict(params, sep="/"), meta)
   stats_out = paths.as_str(args.stats_out or paths.join(args.output_dir, "stats.json"))
   artifact.write(plan, stats_out)
   if jax.process_index() == 0:
@@ -148,23 +149,22 @@ def run(args, gin_files, bindings) -> str:
 
 
 def main(argv=None) -> int:
-  """Entry point; returns an exit code (1 with a one-line error for bad input)."""
+  """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   for noisy in ("absl", "tensorflow", "jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  gin_files, bindings, rest = gin_utils.split_gin_args(sys.argv[1:] if argv is None else argv)
+  gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   args = _parser().parse_args(rest)
   if args.list_schemes:
     print("\n".join(procedures.scheme_names()))
     return 0
-  try:
-    run(args, gin_files, bindings)
-  except (StatsInitError, gin_utils.GinConfigError, checkpoints.CheckpointMismatchError,
-          FileNotFoundError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  run(args, gin_files, bindings)  # user errors: one line through cli.run
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(cli.run(main))  # --verbose: the traceback of a refused run
+  sys.exit(main())  # --verbose: the traceback of a refused run

@@ -16,6 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import paths
 from synthetic_pretraining.stats_init import procedures
 from synthetic_pretraining.stats_init.errors import StatsFileError
@@ -116,7 +117,7 @@ def write(plan: Plan, path: paths.PathLike) -> None:
 def read(path: paths.PathLike) -> Plan:
   """Reads and validates a stats.json file, local or gs://."""
   if not paths.exists(path) or paths.isdir(path):
-    raise FileNotFoundError(f"Statistics file {path} does not exist.")
+    raise errors.MissingInputError(f"Statistics file {path} does not exist.")
   try:
     obj = json.loads(paths.read_text(path))
   except json.JSONDecodeError as e:
@@ -130,10 +131,10 @@ def check_fits(plan: Plan, shapes: Mapping[str, Sequence[int]], where: Optional[
   for g in plan.groups:
     for i, m in enumerate(g.members):
       if m not in shapes:
-        problems.append(f"  {m}: in the statistics (group {g.name!r}), not in the model")
+        problems.append(f"{m}: in the statistics (group {g.name!r}), not in the model")
       elif g.shapes and tuple(g.shapes[i]) != tuple(shapes[m]):
-        problems.append(f"  {m}: statistics for shape {tuple(g.shapes[i])}, model has "
+        problems.append(f"{m}: statistics for shape {tuple(g.shapes[i])}, model has "
                         f"{tuple(shapes[m])}")
   if problems:
     raise StatsFileError(f"The statistics {where or plan.source} do not fit the model; "
-                         f"{len(problems)} parameter(s) differ:\n" + "\n".join(problems[:40]))
+                         f"{len(problems)} parameter(s) differ: {errors.listing(problems)}.")

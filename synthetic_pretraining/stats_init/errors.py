@@ -1,13 +1,14 @@
 """Errors of the statistics-only initialisation; each names what was wrong and what was expected.
 
 Configuration errors also derive from `gin_utils.GinConfigError` and architecture mismatches from
-`checkpoints.CheckpointMismatchError`, so the binaries report them as one clear line.
+`orbax_format.CheckpointMismatchError`, so the binaries report them as one clear line.
 """
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining import errors
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import gin_utils
 
 
-class StatsInitError(ValueError):
+class StatsInitError(errors.UsageError):
   """Base class of the statistics-initialisation errors."""
 
 
@@ -19,7 +20,7 @@ class GroupingError(StatsInitError, gin_utils.GinConfigError):
   """A grouping does not fit the model: a rule selects nothing, or two rules overlap."""
 
 
-class ArchitectureMismatchError(StatsInitError, checkpoints.CheckpointMismatchError):
+class ArchitectureMismatchError(StatsInitError, orbax_format.CheckpointMismatchError):
   """The statistics source and the target model have different parameters."""
 
 

@@ -8,8 +8,9 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
-from synthetic_pretraining import checkpoint_resolver
-from synthetic_pretraining.param_source import ParamSource
+from synthetic_pretraining import errors
+from synthetic_pretraining.checkpointing import resolver
+from synthetic_pretraining.checkpointing.param_source import ParamSource
 from synthetic_pretraining.stats_init import artifact
 
 ArraySource = ParamSource  # the name statistics code used before the readers moved
@@ -18,10 +19,10 @@ ArraySource = ParamSource  # the name statistics code used before the readers mo
 def open_source(path: str) -> Union[ParamSource, artifact.Plan]:
   """The statistics source at `path`: a checkpoint's parameters or a stats.json plan."""
   try:
-    found = checkpoint_resolver.resolve(path, allow_stats=True)
+    found = resolver.resolve(path, allow_stats=True)
   except FileNotFoundError:
-    raise FileNotFoundError(f"No statistics source at {path}: expected "
-                            f"{checkpoint_resolver.EXPECTED}, or a stats.json file.") from None
+    raise errors.MissingInputError(f"No statistics source at {path}: expected "
+                            f"{resolver.EXPECTED}, or a stats.json file.") from None
   if found.kind == "stats":
     return artifact.read(found.path)
   return found.source
@@ -29,5 +30,5 @@ def open_source(path: str) -> Union[ParamSource, artifact.Plan]:
 
 def load_t5x_params(path: str) -> Tuple[int, Dict[str, np.ndarray]]:
   """(step, {path: numpy array}) of a checkpoint, every parameter read onto the host."""
-  source = checkpoint_resolver.resolve(path).source
+  source = resolver.resolve(path).source
   return source.step, source.read_numpy()

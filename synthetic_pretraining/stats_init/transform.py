@@ -20,7 +20,7 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
@@ -44,8 +44,8 @@ def abstract_of(params) -> Dict[str, jax.ShapeDtypeStruct]:
 def check_architecture(source_metadata: Mapping, target: Mapping, where: str) -> None:
   """Raises ArchitectureMismatchError naming every parameter whose path or shape differs."""
   try:
-    checkpoints.check_architecture(source_metadata, target, where, noun="source")
-  except checkpoints.CheckpointMismatchError as e:
+    orbax_format.check_architecture(source_metadata, target, where, noun="source")
+  except orbax_format.CheckpointMismatchError as e:
     raise ArchitectureMismatchError(str(e)) from None
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 import seqio
 
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 
 _MASK64 = (1 << 64) - 1
 _2_TO_MINUS_32 = 2.0 ** -32

@@ -22,9 +22,9 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import cli
+from synthetic_pretraining import errors
 from synthetic_pretraining import paths
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 
 _IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
 MAX_LINE_BYTES = 1 << 20  # far above any example of the paper's tasks (a few KB at most)
@@ -155,14 +155,14 @@ class AuthorsFileSource(seqio.DataSource):
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     files = sorted(f for p in patterns for f in paths.glob(p))  # local or gs://
     if not files:
-      raise FileNotFoundError(f"No file matches {patterns} (split {split!r}).")
+      raise errors.MissingInputError(f"No file matches {patterns} (split {split!r}).")
     return files
 
   def check_split(self, split: str) -> Sequence[str]:
     """The files of `split`; a one-line error if none match or all are empty."""
     files = self.list_shards(split)
     if all(paths.as_path(f).stat().length == 0 for f in files):
-      raise cli.UsageError(f"The {split!r} split has no examples: {', '.join(files[:3])} "
+      raise errors.UsageError(f"The {split!r} split has no examples: {', '.join(files[:3])} "
                            f"{'is' if len(files) == 1 else 'are'} empty (expected one example "
                            "per line).")
     return files

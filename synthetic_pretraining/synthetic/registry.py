@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import gin
 import seqio
 
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import simple_tasks
 from synthetic_pretraining.synthetic.common import TaskRandom, TokenSpace
 from synthetic_pretraining.synthetic.sources import SyntheticSource

@@ -25,7 +25,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.data import vocabularies
 from synthetic_pretraining.synthetic import common
 from synthetic_pretraining.synthetic import workers
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 import orbax.checkpoint as ocp
 
-from synthetic_pretraining import cli
+from synthetic_pretraining import errors
 from synthetic_pretraining import paths
 
 # Items a training checkpoint must hold; others present (the data iterator) are read too.
@@ -25,12 +25,12 @@ TRAINING_ITEMS = ("params", "opt_state", "meta")
 _MAX_DETAIL = 300
 
 
-class CheckpointDamagedError(cli.UsageError):
+class CheckpointDamagedError(errors.UsageError):
   """The newest checkpoint cannot be read and falling back is switched off (or none is intact)."""
 
 
 def _detail(error: BaseException) -> str:
-  text = cli.one_line(error)
+  text = errors.one_line(error)
   return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."
 
 

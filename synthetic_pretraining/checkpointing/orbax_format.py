@@ -18,9 +18,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from synthetic_pretraining import checkpoint_integrity
+from synthetic_pretraining import errors
+from synthetic_pretraining.checkpointing import integrity
 from synthetic_pretraining import paths
-from synthetic_pretraining.param_source import Metadata, ParamSource
+from synthetic_pretraining.checkpointing.param_source import Metadata, ParamSource
 
 STEP_PREFIX = "checkpoint"
 ITERATOR_ITEM = "data_iterator"
@@ -30,7 +31,7 @@ _COMMIT_MARKER = "commit_success.txt"
 _LEGACY_ITERATOR_DIR = "data_iterators"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.UsageError):
   """A checkpoint's parameters do not fit the model being built."""
 
 
@@ -71,7 +72,7 @@ def params_metadata(directory: str) -> Metadata:
   """{'encoder/layers_0/...': (shape, dtype)} of a checkpoint's parameters, reading no arrays."""
   item = paths.join(directory, "params")
   if not paths.isdir(item):
-    raise FileNotFoundError(f"{directory} is not a checkpoint of ours: no 'params' item in it "
+    raise errors.MissingInputError(f"{directory} is not a checkpoint of ours: no 'params' item in it "
                             f"(expected {item}).")
   metadata = ocp.StandardCheckpointer().metadata(item)
   tree = getattr(metadata, "item_metadata", metadata)
@@ -100,16 +101,15 @@ def check_architecture(saved: Metadata, wanted: Mapping[str, Any], where: str,
   problems = []
   for name in sorted(set(saved) | set(wanted)):
     if name not in wanted:
-      problems.append(f"  {name}: in the {noun} {tuple(saved[name][0])}, not in the model")
+      problems.append(f"{name}: in the {noun} {tuple(saved[name][0])}, not in the model")
     elif name not in saved:
-      problems.append(f"  {name}: in the model {wanted[name]}, not in the {noun}")
+      problems.append(f"{name}: in the model {wanted[name]}, not in the {noun}")
     elif tuple(saved[name][0]) != wanted[name]:
-      problems.append(f"  {name}: {noun} {tuple(saved[name][0])} vs model {wanted[name]}")
+      problems.append(f"{name}: {noun} {tuple(saved[name][0])} vs model {wanted[name]}")
   if problems:
     raise CheckpointMismatchError(
         f"The {noun} at {where} was written for another architecture; "
-        f"{len(problems)} parameter(s) differ:\n" + "\n".join(problems[:40]) +
-        ("\n  ..." if len(problems) > 40 else ""))
+        f"{len(problems)} parameter(s) differ: {errors.listing(problems)}.")
 
 
 def flat_abstract(tree) -> Dict[str, Any]:
@@ -162,7 +162,7 @@ def save_params(directory: str, params, meta: Optional[Dict[str, Any]] = None) -
   """Writes a params-only checkpoint that INITIAL_CHECKPOINT_PATH can load."""
   directory = paths.as_str(directory)
   if paths.exists(paths.join(directory, "params")):
-    raise FileExistsError(f"{directory} already holds a checkpoint; choose an empty directory.")
+    raise errors.OutputExistsError(f"{directory} already holds a checkpoint; choose an empty directory.")
   checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
   checkpointer.save(directory, ocp.args.Composite(
       params=ocp.args.StandardSave(params),
@@ -187,7 +187,7 @@ class DataIteratorHandler(ocp.CheckpointHandler):
   def restore(self, directory, args: "DataIteratorRestore" = None):
     prefix = paths.join(directory, f"process_{jax.process_index()}")
     if not paths.exists(prefix + ".index"):
-      raise FileNotFoundError(f"{directory} holds no data position for process "
+      raise errors.MissingInputError(f"{directory} holds no data position for process "
                               f"{jax.process_index()} (expected {prefix}.index).")
     if args is not None and args.iterator is not None:
       args.iterator.restore(prefix)
@@ -216,7 +216,7 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-CheckpointDamagedError = checkpoint_integrity.CheckpointDamagedError
+CheckpointDamagedError = integrity.CheckpointDamagedError
 
 
 @dataclasses.dataclass
@@ -253,7 +253,7 @@ class TrainingCheckpoints:
     line (`CheckpointDamagedError`). If all are damaged the run stops: never a silent step 0.
     """
     steps = self.all_steps()
-    intact = checkpoint_integrity.newest_intact_step(
+    intact = integrity.newest_intact_step(
         steps, lambda s: step_dir(self.model_dir, s),
         fallback=self.restore_fallback if fallback is None else fallback)
     damaged = [s for s in steps if intact is not None and s > intact]
@@ -298,7 +298,7 @@ class TrainingCheckpoints:
     prefix = paths.join(self.model_dir, _LEGACY_ITERATOR_DIR, f"step_{step}",
                         f"process_{jax.process_index()}")
     if not paths.exists(prefix + ".index"):
-      raise FileNotFoundError(
+      raise errors.MissingInputError(
           f"{step_dir(self.model_dir, step)} has no '{ITERATOR_ITEM}' item and no data position "
           f"was found at {prefix}: the run cannot resume exactly. Restart it in a new MODEL_DIR, "
           "or start from these parameters with INITIAL_CHECKPOINT_PATH.")

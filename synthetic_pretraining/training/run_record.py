@@ -20,8 +20,9 @@ from typing import Any, Dict, Mapping, Optional
 import gin
 
 from synthetic_pretraining import paths
+from synthetic_pretraining.training import run_dir
 
-FILENAME = "run.json"
+FILENAME = run_dir.RUN_RECORD
 VERSION = 1
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import seqio
 from jax.experimental import multihost_utils
 
-from synthetic_pretraining import checkpoint_resolver
-from synthetic_pretraining import data
-from synthetic_pretraining import metrics_writer
-from synthetic_pretraining import models
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.checkpointing import resolver
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.training import metrics_writer
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
+from synthetic_pretraining.training import run_dir
 
 
 
@@ -141,7 +142,7 @@ class InferenceEvaluator:
   def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
                cfg: InferenceConfig, param_shardings):
     self.cfg = cfg
-    mixture_or_task = data.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
+    mixture_or_task = pipeline.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
     self.tasks = []
     for task in seqio.get_subtasks(mixture_or_task):
       examples = _read_examples(task, cfg)
@@ -173,7 +174,7 @@ def write_results(writer: metrics_writer.MetricsWriter, output_dir: str, step: i
     writer.write(step, "infer", metrics, split=cfg.split, task=task_name)
     if jax.process_index() != 0:
       continue
-    directory = paths.join(output_dir, "inference_eval")
+    directory = run_dir.path(output_dir, run_dir.INFERENCE_DIR)
     paths.write_atomic(paths.join(directory, f"{task_name}-{step:06d}.jsonl"),
                        "".join(json.dumps(row) + "\n" for row in rows))
     _append_lines(paths.join(directory, f"{task_name}-metrics.jsonl"),
@@ -194,12 +195,12 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   """Decodes a task split with a checkpoint; writes every prediction and the metrics (infer.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
   abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
-  from synthetic_pretraining import preflight  # pylint: disable=import-outside-toplevel
-  data.check_feature_lengths(inference_cfg.task_feature_lengths)
+  from synthetic_pretraining.training import preflight  # pylint: disable=import-outside-toplevel
+  pipeline.check_feature_lengths(inference_cfg.task_feature_lengths)
   preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],
                       initial_checkpoint=checkpoint_path, abstract_params=abstract,
                       checkpoint_flag="CHECKPOINT_PATH")
-  params, step = checkpoint_resolver.read_params(checkpoint_path, abstract)
+  params, step = resolver.read_params(checkpoint_path, abstract)
   results = evaluate(model, params, partitioner, inference_cfg)
   writer = metrics_writer.MetricsWriter(output_dir)
   write_results(writer, output_dir, step, inference_cfg, results)

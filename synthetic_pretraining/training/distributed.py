@@ -18,13 +18,13 @@ this jaxlib (it aborts with std::bad_cast), so that message is the runtime's, no
 import logging
 import os
 
-from synthetic_pretraining import cli
+from synthetic_pretraining import errors
 
 _ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 100  # jax's own default
 
 
-class DistributedError(RuntimeError):
+class DistributedError(errors.UsageError, RuntimeError):
   """The processes of a multi-process run could not be connected."""
 
 
@@ -35,16 +35,16 @@ def _int_env(name: str, default=None, minimum: int = 0):
   try:
     value = int(text)
   except ValueError:
-    raise cli.UsageError(f"{name}={text!r} must be an integer.") from None
+    raise errors.UsageError(f"{name}={text!r} must be an integer.") from None
   if value < minimum:
-    raise cli.UsageError(f"{name}={value} must be at least {minimum}.")
+    raise errors.UsageError(f"{name}={value} must be at least {minimum}.")
   return value
 
 
 def settings_from_environment() -> dict:
   """Arguments for `jax.distributed.initialize`, or {} for a single-process run.
 
-  Raises a one-line `cli.UsageError` for an incomplete or inconsistent environment.
+  Raises a one-line `errors.UsageError` for an incomplete or inconsistent environment.
   """
   on_tpu_pod = os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0
   num_processes = _int_env("JAX_NUM_PROCESSES", minimum=1)
@@ -58,10 +58,10 @@ def settings_from_environment() -> dict:
   missing = [name for name, value in zip(_ENV, (coordinator, num_processes, process_id))
              if value is None]
   if missing:
-    raise cli.UsageError(f"JAX_NUM_PROCESSES={num_processes} also needs {', '.join(missing)} "
+    raise errors.UsageError(f"JAX_NUM_PROCESSES={num_processes} also needs {', '.join(missing)} "
                          f"(set {', '.join(_ENV)} for every process).")
   if process_id >= num_processes:
-    raise cli.UsageError(f"JAX_PROCESS_ID={process_id} must be below "
+    raise errors.UsageError(f"JAX_PROCESS_ID={process_id} must be below "
                          f"JAX_NUM_PROCESSES={num_processes}.")
   return {"coordinator_address": coordinator, "num_processes": num_processes,
           "process_id": process_id, "heartbeat_timeout_seconds": heartbeat}
@@ -79,7 +79,7 @@ def initialize_from_environment() -> bool:
     # jax raises RuntimeError/ValueError/XlaRuntimeError with multi-line gRPC details.
     raise DistributedError(
         f"jax.distributed.initialize({', '.join(f'{k}={v!r}' for k, v in settings.items())}) "
-        f"failed: {cli.one_line(e)}") from e
+        f"failed: {errors.one_line(e)}") from e
   logging.info("Process %d of %d connected (%d local, %d global devices).", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
   return True

@@ -31,12 +31,14 @@ import time
 import uuid
 from typing import Optional
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import paths
+from synthetic_pretraining.training import run_dir
 
-LOCK_NAME = "run.lock"
+LOCK_NAME = run_dir.LOCK
 
 
-class RunLockError(RuntimeError):
+class RunLockError(errors.UsageError, RuntimeError):
   """MODEL_DIR is held by another live run."""
 
 

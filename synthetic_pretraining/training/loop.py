@@ -1,23 +1,11 @@
-"""Pieces of the training loop that know nothing of models: periodic actions, the metric window
-with its timing, and the one progress reporter."""
-import dataclasses
+"""Pieces of the training loop that know nothing of models: the metric window with its timing,
+the timing metrics and the one progress reporter (the actions are in `actions`)."""
 import logging
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 import jax
-
-
-@dataclasses.dataclass
-class PeriodicAction:
-  """Work done every `period` steps and always at the last step (log, eval, checkpoint)."""
-  name: str
-  period: Optional[int]
-  run: Callable[[], None]
-
-  def due(self, step: int, at_end: bool) -> bool:
-    return at_end or bool(self.period) and step % self.period == 0
 
 
 class MetricWindow:

@@ -29,14 +29,16 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from synthetic_pretraining import cli
-from synthetic_pretraining import partitioning
+from synthetic_pretraining import errors
+from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
 from synthetic_pretraining.synthetic import sources as synthetic_sources
 from synthetic_pretraining import resources
 
 
-@gin.configurable
+# Gin names this `data.DatasetConfig`, as before the data package had modules (gin files and
+# run directories' config.gin spell it so).
+@gin.configurable(module="synthetic_pretraining.data")
 @dataclasses.dataclass
 class DatasetConfig:
   """What to read (t5x's `utils.DatasetConfig`).
@@ -66,7 +68,7 @@ class DatasetConfig:
     check_feature_lengths(self.task_feature_lengths)
     if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or (
         self.batch_size < 1):
-      raise cli.UsageError(f"BATCH_SIZE must be a positive integer, got {self.batch_size!r}.")
+      raise errors.UsageError(f"BATCH_SIZE must be a positive integer, got {self.batch_size!r}.")
 
 
 # The encoder-decoder feature converter needs a length for both.
@@ -77,15 +79,15 @@ def check_feature_lengths(lengths) -> None:
   """Raises a one-line `UsageError` unless `lengths` is {'inputs': N, 'targets': M}, N, M > 0."""
   example = "e.g. {'inputs': 512, 'targets': 512}"
   if not isinstance(lengths, Mapping):
-    raise cli.UsageError(f"TASK_FEATURE_LENGTHS must be a dict of feature lengths ({example}), "
+    raise errors.UsageError(f"TASK_FEATURE_LENGTHS must be a dict of feature lengths ({example}), "
                          f"got {lengths!r:.200}.")
   missing = [k for k in REQUIRED_FEATURES if k not in lengths]
   if missing:
-    raise cli.UsageError(f"TASK_FEATURE_LENGTHS={dict(lengths)!r:.200} has no length for "
+    raise errors.UsageError(f"TASK_FEATURE_LENGTHS={dict(lengths)!r:.200} has no length for "
                          f"{', '.join(map(repr, missing))} ({example}).")
   for key, value in lengths.items():
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-      raise cli.UsageError(f"TASK_FEATURE_LENGTHS[{key!r}] must be a positive integer, got "
+      raise errors.UsageError(f"TASK_FEATURE_LENGTHS[{key!r}] must be a positive integer, got "
                            f"{value!r:.100} ({example}).")
 
 
@@ -94,14 +96,14 @@ def check_batch_size(cfg: "DatasetConfig", partitioner: partitioning.PjitPartiti
   """The global batch must split evenly over the processes and the mesh's 'data' axis."""
   data_parallel = partitioner.mesh.shape["data"]
   if cfg.batch_size % data_parallel or cfg.batch_size % jax.process_count():
-    raise cli.UsageError(
+    raise errors.UsageError(
         f"{what}={cfg.batch_size} is not divisible by the data-parallel size {data_parallel} "
         f"({partitioner.mesh.devices.size} devices / num_partitions "
         f"{partitioner.num_partitions}) and the {jax.process_count()} process(es); use a "
         f"multiple of {int(np.lcm(data_parallel, jax.process_count()))}.")
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(errors.UsageError):
   """MIXTURE_OR_TASK_NAME names no registered task or mixture."""
 
 
@@ -309,7 +311,7 @@ def _data_error(error: tf.errors.InvalidArgumentError) -> Exception:
   # tf.debugging.Assert prints its message pieces as "[a] [b] ..."; join them back.
   body = first[marker + len("assertion failed: "):].strip()
   body = body[1:-1] if body.startswith("[") and body.endswith("]") else body
-  return cli.UsageError(body.replace("] [", " "))
+  return errors.UsageError(body.replace("] [", " "))
 
 
 def shard_info() -> seqio.ShardInfo:

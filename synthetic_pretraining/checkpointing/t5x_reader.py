@@ -22,7 +22,7 @@ from flax import serialization
 from flax import traverse_util
 
 from synthetic_pretraining import paths
-from synthetic_pretraining.param_source import Metadata, ParamSource
+from synthetic_pretraining.checkpointing.param_source import Metadata, ParamSource
 
 _TARGET_PREFIXES = ("optimizer/target/", "target/")
 

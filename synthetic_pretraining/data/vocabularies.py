@@ -12,6 +12,7 @@ from typing import Optional
 import gin
 import seqio
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import resources
 
 T5_SENTENCEPIECE_MODEL = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
@@ -42,7 +43,7 @@ def named_vocabulary(name: str = "byte", sentencepiece_model_file: Optional[str]
     return seqio.ByteVocabulary(extra_ids=extra_ids)
   if name == "cpu_sp":
     if not os.path.exists(CPU_SENTENCEPIECE_MODEL):
-      raise FileNotFoundError(f"{CPU_SENTENCEPIECE_MODEL} is missing: the vocabulary ships "
+      raise errors.MissingInputError(f"{CPU_SENTENCEPIECE_MODEL} is missing: the vocabulary ships "
                               "with the package; reinstall it (pip install .).")
     return seqio.SentencePieceVocabulary(CPU_SENTENCEPIECE_MODEL, extra_ids=extra_ids)
   if name == "t5":

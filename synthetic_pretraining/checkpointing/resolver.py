@@ -1,6 +1,6 @@
 """What is at this path? The one place that classifies a checkpoint path, local or gs://.
 
-    found = checkpoint_resolver.resolve("gs://bucket/pretrain/set")
+    found = resolver.resolve("gs://bucket/pretrain/set")
     found.kind      # 'ours', 't5x_msgpack', 't5x_tensorstore', 't5x_orbax' or 'stats'
     found.step_dir  # the checkpoint directory (a MODEL_DIR resolves to its latest step)
     found.step
@@ -11,14 +11,15 @@ all ask here, so they accept the same paths and fail with the same message.
 """
 import dataclasses
 import logging
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from flax import traverse_util
 
-from synthetic_pretraining import checkpoints
+from synthetic_pretraining import errors
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import paths
-from synthetic_pretraining import t5x_checkpoints
-from synthetic_pretraining.param_source import ParamSource
+from synthetic_pretraining.checkpointing import t5x_reader
+from synthetic_pretraining.checkpointing.param_source import ParamSource
 
 EXPECTED = ("one of our checkpoints (a checkpoint_<step> directory, a params-only checkpoint or "
             "a MODEL_DIR holding them), a t5x checkpoint (a .msgpack file, a directory with a "
@@ -33,6 +34,9 @@ class ResolvedCheckpoint:
   step_dir: str
   _opener: Optional[Callable[[], ParamSource]] = dataclasses.field(default=None, repr=False)
   _source: Optional[ParamSource] = dataclasses.field(default=None, repr=False)
+  # Set once the parameters were checked against a model (preflight), so reading them for that
+  # model reads no metadata again (one round trip fewer on gs://).
+  checked_against: Optional[Any] = dataclasses.field(default=None, repr=False)
 
   @property
   def source(self) -> Optional[ParamSource]:
@@ -46,13 +50,13 @@ class ResolvedCheckpoint:
 
 
 def _classify_dir(directory: str) -> Optional[ResolvedCheckpoint]:
-  if checkpoints.is_checkpoint_dir(directory):
+  if orbax_format.is_checkpoint_dir(directory):
     return ResolvedCheckpoint(directory, "ours", directory,
-                              lambda: checkpoints.OrbaxParamSource(directory))
-  if t5x_checkpoints.is_step_dir(directory):
+                              lambda: orbax_format.OrbaxParamSource(directory))
+  if t5x_reader.is_step_dir(directory):
     kind = "t5x_orbax" if paths.isdir(paths.join(directory, "state")) else "t5x_tensorstore"
     return ResolvedCheckpoint(directory, kind, directory,
-                              lambda: t5x_checkpoints.step_dir_source(directory))
+                              lambda: t5x_reader.step_dir_source(directory))
   return None
 
 
@@ -62,7 +66,7 @@ def resolve(path: str, *, allow_stats: bool = False) -> ResolvedCheckpoint:
   if paths.isdir(path):
     found = _classify_dir(path)
     if found is None:
-      latest = checkpoints.latest_checkpoint_step_dir(path)
+      latest = orbax_format.latest_checkpoint_step_dir(path)
       if latest is not None:
         found = _classify_dir(latest)
         if found is not None:
@@ -70,30 +74,42 @@ def resolve(path: str, *, allow_stats: bool = False) -> ResolvedCheckpoint:
           found.path = path
     if found is not None:
       return found
-    raise FileNotFoundError(f"{path} holds no checkpoint: expected {EXPECTED}.")
+    raise errors.MissingInputError(f"{path} holds no checkpoint: expected {EXPECTED}.")
   if paths.exists(path):
     if path.endswith(".json"):
       if allow_stats:
         return ResolvedCheckpoint(path, "stats", path)
-      raise FileNotFoundError(f"{path} is a statistics file, not a checkpoint: expected {EXPECTED}. "
+      raise errors.MissingInputError(f"{path} is a statistics file, not a checkpoint: expected {EXPECTED}. "
                               "Statistics files are read by stats_init (--stats_file, STATS_SOURCE).")
     if path.rsplit("/", 1)[-1] == "checkpoint":
       return resolve(path.rsplit("/", 1)[0], allow_stats=allow_stats)
     return ResolvedCheckpoint(path, "t5x_msgpack", path,
-                              lambda: t5x_checkpoints.msgpack_source(path))
-  raise FileNotFoundError(f"No checkpoint at {path}: nothing exists there (expected {EXPECTED}).")
+                              lambda: t5x_reader.msgpack_source(path))
+  raise errors.MissingInputError(f"No checkpoint at {path}: nothing exists there (expected {EXPECTED}).")
 
 
-def read_params(path: str, abstract_params, skip: Sequence[str] = ()) -> Tuple[Dict, int]:
-  """(parameter tree, step) of the checkpoint at `path`, read sharded into `abstract_params`.
-
-  The architecture is checked against the model first. Parameters named in `skip` are not read
-  and come back as None (the caller fills them in, e.g. a fresh embedding).
-  """
-  found = resolve(path)
+def check_params(found: ResolvedCheckpoint, abstract_params) -> ResolvedCheckpoint:
+  """Checks that `found`'s parameters fit the model (metadata only); returns `found`."""
   source = found.source
-  wanted = checkpoints.flat_abstract(abstract_params)
-  checkpoints.check_architecture(source.metadata(), wanted, source.description)
+  orbax_format.check_architecture(source.metadata(), orbax_format.flat_abstract(abstract_params),
+                                  source.description)
+  found.checked_against = abstract_params
+  return found
+
+
+def read_params(checkpoint: Union[str, ResolvedCheckpoint], abstract_params,
+                skip: Sequence[str] = ()) -> Tuple[Dict, int]:
+  """(parameter tree, step) of a checkpoint (a path or what `resolve` found), read sharded.
+
+  The architecture is checked against the model first, unless `check_params` already did for
+  these `abstract_params`. Parameters named in `skip` are not read and come back as None (the
+  caller fills them in, e.g. a fresh embedding).
+  """
+  found = checkpoint if isinstance(checkpoint, ResolvedCheckpoint) else resolve(checkpoint)
+  if found.checked_against is not abstract_params:
+    check_params(found, abstract_params)
+  source = found.source
+  wanted = orbax_format.flat_abstract(abstract_params)
   arrays = source.read({p: t for p, t in wanted.items() if p not in skip})
   logging.info("Parameters from %s (%s, step %d).", found.step_dir, found.kind, source.step)
   tree: Dict[str, Any] = traverse_util.unflatten_dict({p: arrays.get(p) for p in wanted}, sep="/")

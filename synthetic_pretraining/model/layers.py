@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.model import partitioning
 
 Initializer = Callable[..., jax.Array]
 

@@ -14,6 +14,7 @@ import jax
 import tensorflow as tf
 
 from synthetic_pretraining import paths
+from synthetic_pretraining.training import run_dir
 
 # What TensorBoard's scalars plugin looks for on a float32 tensor summary; written with
 # `tf.summary.write`, because `tf.summary.scalar` needs the tensorboard package installed.
@@ -21,7 +22,6 @@ _SCALAR_METADATA = tf.compat.v1.SummaryMetadata(
     plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
 _TEXT_METADATA = tf.compat.v1.SummaryMetadata(
     plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="text"))
-_KIND_DIRS = {"train": "train", "eval": "training_eval", "infer": "inference_eval"}
 
 
 class MetricsWriter:
@@ -35,7 +35,8 @@ class MetricsWriter:
       paths.makedirs(self.model_dir)
 
   def _writer(self, kind: str, task: Optional[str]) -> tf.summary.SummaryWriter:
-    parts = (_KIND_DIRS[kind],) if kind == "train" else (_KIND_DIRS[kind], task or "all")
+    dirs = run_dir.TENSORBOARD_DIRS
+    parts = (dirs[kind],) if kind == "train" else (dirs[kind], task or "all")
     if parts not in self._writers:
       self._writers[parts] = tf.summary.create_file_writer(paths.join(self.model_dir, *parts))
     return self._writers[parts]
@@ -55,7 +56,7 @@ class MetricsWriter:
     record = {"step": int(step), "kind": kind, "split": split, "task": task, **values}
     # Appending on an object store rewrites the object (tf.io.gfile downloads it and uploads it
     # whole on close); a file of one short line per logged step stays small enough for that.
-    with paths.open_file(paths.join(self.model_dir, "metrics.jsonl"), "a") as f:
+    with paths.open_file(run_dir.path(self.model_dir, run_dir.METRICS_LOG), "a") as f:
       f.write(json.dumps(record) + "\n")
 
   def write_text(self, tag: str, text: str, step: int = 0) -> None:

@@ -13,8 +13,8 @@ import gin
 import jax
 import jax.numpy as jnp
 
-from synthetic_pretraining import layers
-from synthetic_pretraining import partitioning
+from synthetic_pretraining.model import layers
+from synthetic_pretraining.model import partitioning
 
 
 # Named activation-checkpointing policies: what each layer keeps for the backward pass.

@@ -5,6 +5,7 @@ import numpy as np
 from flax import traverse_util
 
 from synthetic_pretraining import paths
+from synthetic_pretraining.training import run_dir
 
 
 def describe(abstract_params, logical_axes) -> str:
@@ -28,5 +29,5 @@ def describe(abstract_params, logical_axes) -> str:
 def write(model_dir: str, abstract_params, logical_axes) -> None:
   """Writes MODEL_DIR/model-info.txt (process 0 only)."""
   if jax.process_index() == 0:
-    paths.write_atomic(paths.join(model_dir, "model-info.txt"),
+    paths.write_atomic(run_dir.path(model_dir, run_dir.MODEL_INFO),
                        describe(abstract_params, logical_axes))

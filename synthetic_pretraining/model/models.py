@@ -7,9 +7,8 @@ import gin
 import jax
 import jax.numpy as jnp
 
-from synthetic_pretraining import decoding
-from synthetic_pretraining import network
-from synthetic_pretraining import vocabularies
+from synthetic_pretraining.model import decoding
+from synthetic_pretraining.model import network
 
 Batch = Mapping[str, jax.Array]
 NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
@@ -57,6 +56,9 @@ class EncoderDecoderModel:
 
   def __post_init__(self):
     if self.config.vocab_size is None:
+      # Imported here: the vocabulary needs seqio (TensorFlow), and a model whose config names
+      # its vocab_size runs without them (the TensorFlow-free core).
+      from synthetic_pretraining.data import vocabularies  # pylint: disable=import-outside-toplevel
       size = vocabularies.configured_vocabulary().vocab_size
       self.config = dataclasses.replace(self.config, vocab_size=-(-size // 128) * 128)
     self.module = network.Transformer(self.config)

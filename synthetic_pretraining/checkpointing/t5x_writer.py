@@ -29,8 +29,9 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 from jax.experimental.array_serialization import serialization as array_serialization
 
+from synthetic_pretraining import errors
 from synthetic_pretraining import paths
-from synthetic_pretraining import t5x_checkpoints
+from synthetic_pretraining.checkpointing import t5x_reader
 
 # t5x's checkpoint format version (t5x/checkpoints.py VERSION); versions >= 2 keep the optimizer
 # state under 'optimizer' and apply restore transformations.
@@ -71,7 +72,7 @@ def _relative_spec(name: str, value: jax.Array) -> Dict[str, Any]:
 
 def _write_spec(spec: Mapping[str, Any], directory: str) -> Dict[str, Any]:
   """The same spec with the kvstore pointing at the array's real location (file or gcs)."""
-  return dict(spec, kvstore=t5x_checkpoints.kvstore_for(
+  return dict(spec, kvstore=t5x_reader.kvstore_for(
       paths.join(directory, spec["kvstore"]["path"])))
 
 
@@ -91,7 +92,7 @@ def write_checkpoint(output_dir: paths.PathLike, params: Mapping[str, Any],
   flat = {path: v if isinstance(v, jax.Array) else jnp.asarray(v) for path, v in flat.items()}
   directory = checkpoint_dir(output_dir, step)
   if paths.exists(paths.join(directory, "checkpoint")):
-    raise FileExistsError(f"{directory} already holds a t5x checkpoint; choose another "
+    raise errors.OutputExistsError(f"{directory} already holds a t5x checkpoint; choose another "
                           "--output_dir.")
   paths.makedirs(directory)
 

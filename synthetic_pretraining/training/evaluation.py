@@ -1,0 +1,86 @@
+"""Teacher-forced evaluation: metrics of parameters over a split, during training or of a
+checkpoint (`evaluate_checkpoint`, the eval binary's entry with gin/runs/eval.gin)."""
+import logging
+from typing import Dict, Optional
+
+import gin
+import jax
+import numpy as np
+
+from synthetic_pretraining.checkpointing import resolver
+from synthetic_pretraining.data import pipeline
+from synthetic_pretraining.model import models
+from synthetic_pretraining.model import partitioning
+from synthetic_pretraining.training import metrics_writer
+from synthetic_pretraining.training import preflight
+from synthetic_pretraining.training import run_dir
+from synthetic_pretraining.training import compiled_steps
+
+
+def batches_in_step(iterator, element_spec, local_batch: int, max_batches: Optional[int]):
+  """Local batches, full size, the same number on every process.
+
+  Each process reads its own shard, and shards of a split rarely have equal sizes; a process that
+  ran out would leave the others blocked in the step's collectives. So every step the processes
+  agree whether any still has data, and one that has none feeds an all-zero batch: zero loss
+  weights, so it adds nothing to any metric.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  several = jax.process_count() > 1
+  count = 0
+  while max_batches is None or count < max_batches:
+    batch = next(iterator, None)
+    if several:
+      if not multihost_utils.process_allgather(np.int32(batch is not None)).any():
+        return
+      if batch is None:
+        batch = {k: np.zeros((0,) + tuple(spec.shape[1:]), spec.dtype.as_numpy_dtype)
+                 for k, spec in element_spec.items()}
+    elif batch is None:
+      return
+    yield pipeline.pad_batch(batch, local_batch)
+    count += 1
+
+
+def evaluate(trainer: compiled_steps.Trainer, params, cfg: pipeline.DatasetConfig, *, seed: int,
+             max_batches: Optional[int]) -> Dict[str, float]:
+  """Teacher-forced metrics over the eval split (or its first `max_batches` batches)."""
+  counter = pipeline.TruncationCounter(cfg.task_feature_lengths)
+  ds = pipeline.build_dataset(cfg, seed=seed, shard_info=pipeline.shard_info(), num_epochs=1,
+                              counter=counter, drop_remainder=False)
+  local_batch = cfg.batch_size // jax.process_count()
+  total = None
+  for batch in batches_in_step(pipeline.CheckpointableIterator(ds), ds.element_spec, local_batch,
+                               max_batches):
+    batch = pipeline.to_global_batch(batch, trainer.partitioner)
+    total = compiled_steps.add_sums(total, trainer.eval_sums(params, batch))
+  if total is None:
+    raise ValueError(f"The {cfg.split!r} split of {cfg.mixture_or_task_name!r} is empty.")
+  pipeline.log_truncation(counter, cfg.split, set())
+  return models.summarize_metrics(jax.device_get(total))
+
+
+@gin.configurable
+def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
+                        checkpoint_path: str = gin.REQUIRED,
+                        dataset_cfg: pipeline.DatasetConfig = gin.REQUIRED,
+                        output_dir: str = gin.REQUIRED,
+                        partitioner: Optional[partitioning.PjitPartitioner] = None,
+                        eval_steps: Optional[int] = None, seed: int = 42) -> Dict[str, float]:
+  """Teacher-forced metrics of one checkpoint on a split, written to `output_dir` (eval.gin)."""
+  partitioner = partitioner or partitioning.PjitPartitioner()
+  trainer = compiled_steps.Trainer(model, partitioner, optimizer=None, seed=seed)
+  found = preflight.check_run(partitioner=partitioner, datasets=(dataset_cfg,),
+                              output_dirs=[(output_dir, "EVAL_OUTPUT_DIR")],
+                              initial_checkpoint=checkpoint_path,
+                              abstract_params=trainer.abstract_params,
+                              checkpoint_flag="CHECKPOINT_PATH")
+  params, step = resolver.read_params(found, trainer.abstract_params)
+  metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps)
+  writer = metrics_writer.MetricsWriter(output_dir)
+  writer.write(step, "eval", metrics, split=dataset_cfg.split, task=dataset_cfg.mixture_or_task_name)
+  writer.close()
+  run_dir.write_config(output_dir)
+  logging.info("%s at step %d on %s/%s: %s", checkpoint_path, step, dataset_cfg.mixture_or_task_name,
+               dataset_cfg.split, metrics)
+  return metrics
