@@ -9,7 +9,8 @@ r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-onl
 2. Pre-train on each synthetic task (the statistics source, Set, with several seeds) and on
    natural text (`natural_text`, span corruption), natural given at least the steps, batch and
    lengths of every synthetic task, i.e. at least as much compute.
-3. Finetune on `squad_offline` (inputs long enough to keep the answer) from random init, from
+3. Finetune on `squad_window` (squad_offline's questions on 16-word windows of the passage that
+   contain the answer; pre-training lengths cover its lengths) from random init, from
    each pre-trained model (embedding re-initialised, as in the paper's research runs; natural
    loads everything, as the paper's off-the-shelf T5 did) and from the statistics of the Set
    model (Per Param Mean/SD, Per Param Scale). With several learning rates, each init's rate is
@@ -21,7 +22,8 @@ r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-onl
    EM and F1 at the step of best validation token accuracy (the paper's protocol), that accuracy,
    the position split, each pre-training run's final validation accuracy (flagged when still
    rising), differences from random with their spread, the benefit ratio only where natural −
-   random clears the seed spread, and statistics-only inits as a share of Set's own benefit.
+   random clears the seed spread, statistics-only inits as a share of Set's own benefit, the
+   trivial-rule floors on the same test questions, and every run's learning curves.
 
 Runs happen in this process, one after another; a finished run is skipped when the driver is
 started again (its MODEL_DIR resumes and ends at once). `--dry_run` prints every command and the
@@ -56,8 +58,12 @@ class Preset:
     stats_from / stats_seeds: the statistics source task and its pre-training seeds.
     pretrain_batch / pretrain_eval_period: every pre-training run's batch and eval period.
     seeds: finetuning seeds. learning_rates: finetuning rates (several: a sweep on seeds[0]).
-    finetune_*: squad_offline sizes; eval_steps batches of validation per eval (None: all);
-      infer_examples test questions decoded per eval.
+    finetune_*: finetuning sizes on finetune_task (squad_window: 16-word contexts, at most 95
+      input tokens; 32 target tokens keep 99% of answers whole); eval_steps batches of
+      validation per eval (None: all); infer_examples test questions decoded per eval (the
+      same ones, spread over the test articles, for every run and for the trivial-rule floors).
+    Every pre-training run's lengths cover the finetuning lengths, so that every relative
+    position the finetuned model meets was trained (checked when a preset is made).
     step_seconds: measured seconds per step {'pretrain_<in>x<tgt>', 'finetune'} and per eval
       ('eval') and run ('run': compiling, starting the data), for the dry run's estimate.
   """
@@ -81,56 +87,79 @@ class Preset:
   run_gin: Tuple[str, ...] = ("gin/runs/cpu_demo.gin",)
   set_max_body: int = 48
   step_seconds: Tuple[Tuple[str, float], ...] = ()
+  finetune_task: str = "squad_window"
 
+  def __post_init__(self):
+    lengths = dict(self.pretrain, **({"natural_text": self.natural} if self.natural else {}))
+    for task, (inputs, targets, _) in lengths.items():
+      if inputs < self.finetune_lengths[0] or targets < self.finetune_lengths[1]:
+        raise ValueError(f"pre-training {task} at {inputs}/{targets} leaves relative positions "
+                         f"of the finetuning lengths {self.finetune_lengths} untrained")
+
+
+# Step times of the cpu.gin model on the idle 2-core machine. Measured with launch/step_times.py
+# (40-step runs of each preset's configurations) on 6 December 2026 while the machine was shared
+# (load average 3-8 on 2 cores), each scaled by a reference measured in the same session (Set at
+# 64/64, batch 32: 0.33 s per step idle, measured 0.28 and 0.46 s under load):
+#   Set and natural text at 96/96, batch 32: 0.82-0.85 s measured -> 0.61-0.98 s idle; 0.62 s
+#     is used (it also interpolates the idle 64/64 (0.33 s) and 128/128 (0.82 s) steps by tokens);
+#   squad_window at 96/32, batch 32: 0.26 and 0.47 s measured, 0.92-1.01 x the reference -> 0.32 s;
+#   an eval (8 validation batches, 256 greedy decodes): 3.0 s measured -> 2.2 s idle; 4 s is used
+#     for 256 decodes, 6 s for 512;
+#   the rest of a run (start, compile, data): 15-33 s measured (85 s once under the heaviest
+#     load) -> 30 s.
+CPU_STEP_SECONDS = (("pretrain_96x96", 0.62), ("finetune", 0.32), ("run", 30.0))
 
 PRESETS: Dict[str, Preset] = {
-    # 2-core CPU, at most 3 hours (estimate ~130 min, measured 132.5). Step times of the cpu.gin
-    # model measured on an idle 2-core machine in the `full` run of 3 December 2026: batch 32 at
-    # 64/64 0.33 s, at 128/128 0.82 s; squad at 512/32, batch 16, 1.0 s (attention over 512 inputs
-    # costs more than the 128/128 step); an eval (16 batches, 256 greedy decodes) 9 s; starting a
-    # run 20 s. 700 finetuning steps would have taken 193 min; 320 fit with a margin. See
-    # docs/results/mini_table1/README.md.
-    "full": Preset(pretrain={"set": (64, 64, 2000), "lime": (128, 128, 1500)},
-                   natural=(128, 128, 1500), stats_from="set", stats_seeds=(0, 1),
-                   pretrain_batch=32, pretrain_eval_period=250, seeds=(1, 2),
-                   learning_rates=(1e-2,), finetune_steps=320, finetune_batch=16,
-                   finetune_lengths=(512, 32), eval_period=80, eval_steps=16,
-                   infer_examples=256, stats_schemes=("stats_mean_std",),
-                   step_seconds=(("pretrain_64x64", 0.33), ("pretrain_128x128", 0.82),
-                                 ("finetune", 1.0), ("eval", 9.0), ("run", 20.0))),
-    # make demo, at most 15 minutes (estimate ~13, at the `full` run's step times; an eval here
-    # is about half of one there: 8 batches, 64 decodes): Set (one seed) and the Set model's
-    # statistics against random init.
-    "demo": Preset(pretrain={"set": (64, 64, 800)}, natural=None, stats_from="set",
-                   stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=200, seeds=(1,),
-                   learning_rates=(1e-2,), finetune_steps=120, finetune_batch=16,
-                   finetune_lengths=(512, 32), eval_period=60, eval_steps=8, infer_examples=64,
-                   stats_schemes=("stats_mean_std",),
-                   step_seconds=(("pretrain_64x64", 0.33), ("finetune", 1.0), ("eval", 5.0),
-                                 ("run", 20.0))),
+    # 2 h 15 min of runs on the idle 2-core machine (estimate about 127 min): Set (2 seeds) and
+    # natural text, 800 steps each at 96/96 (natural with the same compute as each Set run);
+    # 5 inits x 2 seeds x 1,600 finetuning steps of squad_window (the pilot of issue 21: random
+    # init at 1,600 steps of batch 32 reached test EM 6.4 against a floor of 2.3-2.5). LIME does
+    # not fit: 800 steps of it would cost 1,600 finetuning steps of one init.
+    "full": Preset(pretrain={"set": (96, 96, 800)}, natural=(96, 96, 800), stats_from="set",
+                   stats_seeds=(0, 1), pretrain_batch=32, pretrain_eval_period=200, seeds=(1, 2),
+                   learning_rates=(1e-2,), finetune_steps=1600, finetune_batch=32,
+                   finetune_lengths=(96, 32), eval_period=320, eval_steps=8, infer_examples=512,
+                   stats_schemes=("stats_mean_std", "stats_scale"), set_max_body=92,
+                   step_seconds=CPU_STEP_SECONDS + (("eval", 6.0),)),
+    # make demo, about 13 minutes (estimate 13.0): Set (one seed, 400 steps) and the Set model's
+    # statistics against random init, 300 finetuning steps each: the comparison of `full` at a
+    # size where every init is still near the floor.
+    "demo": Preset(pretrain={"set": (96, 96, 400)}, natural=None, stats_from="set",
+                   stats_seeds=(0,), pretrain_batch=32, pretrain_eval_period=100, seeds=(1,),
+                   learning_rates=(1e-2,), finetune_steps=300, finetune_batch=32,
+                   finetune_lengths=(96, 32), eval_period=100, eval_steps=8, infer_examples=256,
+                   stats_schemes=("stats_mean_std",), set_max_body=92,
+                   step_seconds=CPU_STEP_SECONDS + (("eval", 4.0),)),
     # Seconds per run: the test suite runs the whole driver at this size, sweep included.
     # One seed keeps it to 11 runs; pairing with Set seeds and the swept rate reaching later
     # seeds are tested on finetune_runs' commands.
     "toy": Preset(pretrain={"set": (32, 32, 4)}, natural=None, stats_from="set",
                   stats_seeds=(0,), pretrain_batch=8, pretrain_eval_period=2, seeds=(1,),
                   learning_rates=(1e-2, 3e-3), finetune_steps=4, finetune_batch=8,
-                  finetune_lengths=(64, 8), eval_period=2, eval_steps=1, infer_examples=8,
+                  finetune_lengths=(32, 8), eval_period=2, eval_steps=1, infer_examples=8,
                   stats_schemes=("stats_mean_std",), model_flags=TOY_MODEL, set_max_body=16),
-    # One H100-class GPU, at most 10 minutes: T5 1.0 small at the paper's 512/512 pre-training
-    # and SQuAD's 512/128 finetuning lengths and rate (1e-3), the shipped vocabulary (T5's own
-    # is on gs://, unreachable offline). Step times are estimated from FLOPs (6 x 60M params x
-    # tokens at ~100 TFLOP/s), not measured: no GPU was available when it was sized.
-    "gpu": Preset(pretrain={"set": (512, 512, 200)}, natural=(512, 512, 200),
-                  stats_from="set", stats_seeds=(0, 1), pretrain_batch=32,
-                  pretrain_eval_period=100, seeds=(1, 2), learning_rates=(1e-3,),
-                  finetune_steps=150, finetune_batch=32, finetune_lengths=(512, 128),
-                  eval_period=75, eval_steps=None, infer_examples=256,
-                  stats_schemes=("stats_mean_std",), model_gin="gin/models/t5_1_0/small.gin",
-                  model_flags=("--gin.vocabularies.default_vocabulary.name='cpu_sp'",
+    # One H100/H200, at most 10 minutes (estimate 9.6): T5 1.0 small (float32), Set 2,000 steps
+    # of batch 128 at 96/96, then random, Set and Per Param Mean/SD (Set) x 2 seeds x 500 steps of
+    # batch 128 on squad_window (64,000 questions, 6 epochs), the paper's SQuAD rate 1e-3, every
+    # test question decoded. Estimated on paper (no GPU was lent when it was sized): training
+    # FLOPs = 6 x tokens x the parameters each token passes (encoder 18.9M; decoder 25.2M and the
+    # 4,224 x 512 logits, 27.4M) plus attention: 3.6 TFLOP per pre-training step, 2.1 per
+    # finetuning step; at an assumed 50 TFLOP/s effective (a tenth of the H100's TF32 peak: a
+    # 512-wide model, about a thousand kernels per step) 0.071 s and 0.042 s. An eval (8
+    # validation batches, 1,004 greedy decodes of at most 32 tokens in 8 batches, latency-bound)
+    # 4 s; the rest of a run (start, compile, data) 20 s.
+    "gpu": Preset(pretrain={"set": (96, 96, 2000)}, natural=None, stats_from="set",
+                  stats_seeds=(0,), pretrain_batch=128, pretrain_eval_period=500, seeds=(1, 2),
+                  learning_rates=(1e-3,), finetune_steps=500, finetune_batch=128,
+                  finetune_lengths=(96, 32), eval_period=250, eval_steps=None,
+                  infer_examples=1004, stats_schemes=("stats_mean_std",),
+                  model_gin="gin/models/t5_1_0/small.gin",
+                  model_flags=("--gin.vocabularies.named_vocabulary.name='cpu_sp'",
                                "--gin.network.T5Config.vocab_size=None"),
-                  set_max_body=220,
-                  step_seconds=(("pretrain_512x512", 0.12), ("finetune", 0.07), ("eval", 8.0),
-                                ("run", 15.0))),
+                  set_max_body=92,
+                  step_seconds=(("pretrain_96x96", 0.071), ("finetune", 0.042), ("eval", 4.0),
+                                ("run", 20.0))),
 }
 
 
@@ -214,7 +243,7 @@ def finetune_runs(p: Preset, out: str, learning_rates: Optional[Dict[str, float]
                                  f"seed_{seed}")
         flags = [f"--gin_file={p.model_gin}", "--gin_file=gin/runs/finetune.gin",
                  *p.model_flags, *init_flags(k), f"--gin.MODEL_DIR='{model_dir}'",
-                 "--gin.MIXTURE_OR_TASK_NAME='squad_offline'", _lengths(p.finetune_lengths),
+                 f"--gin.MIXTURE_OR_TASK_NAME='{p.finetune_task}'", _lengths(p.finetune_lengths),
                  f"--gin.TRAIN_STEPS={p.finetune_steps}", f"--gin.BATCH_SIZE={p.finetune_batch}",
                  f"--gin.SEED={seed}", f"--gin.LEARNING_RATE={rate if rate else '<swept>'}",
                  f"--gin.EVAL_PERIOD={p.eval_period}", f"--gin.EVAL_STEPS={p.eval_steps}",
@@ -326,27 +355,17 @@ def _best(model_dir: str) -> Tuple[int, float]:
   return int(best["step"]), float(best["accuracy"])
 
 
-def _position_split(run: Run) -> None:
+def _position_split(run: Run, task: str) -> None:
   """position_split.json at the run's best step; then only the best and last checkpoints stay."""
-  import gin  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import paths, position_split, train
+  from synthetic_pretraining import paths, position_split  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
   step, _ = _best(run.model_dir)
   if position_split.read(run.model_dir) is None:
-    result = {}
-
-    def diagnose():
-      result.update(position_split.diagnose(
-          checkpoint_path=orbax_format.step_dir(run.model_dir, step), task="squad_offline",
-          lengths=dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
-          batch_size=gin.query_parameter("%BATCH_SIZE")))
-
     # The run's own configuration, less its statistics initialiser (not needed to read a step).
     flags = [f for f in run.flags if not f.startswith("--gin.STATS_SOURCE")
-             and "gin/init/" not in f] + ["--gin.position_split.diagnose.model=%MODEL"]
-    if train.main(flags, entry_point=diagnose) != 0:
-      raise SystemExit(f"error: the position split of {run.model_dir} failed.")
-    position_split.write(run.model_dir, step, result)
+             and "gin/init/" not in f]
+    position_split.write(run.model_dir, step,
+                         position_split.split_run(run.model_dir, step, flags, task=task))
   keep = {step, max(orbax_format.checkpoint_steps(run.model_dir), default=step)}
   for other in orbax_format.checkpoint_steps(run.model_dir):
     if other not in keep:
@@ -373,6 +392,7 @@ def run(preset: str, out: str, dry_run: bool = False) -> int:
     return 0
   # Modules with gin configurables are imported before the first run parses (and locks) gin.
   from synthetic_pretraining import position_split, report  # pylint: disable=import-outside-toplevel,unused-import
+  import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   start = time.time()
   preflight(pretrain)
   for i, r in enumerate(pretrain, 1):
@@ -397,7 +417,7 @@ def run(preset: str, out: str, dry_run: bool = False) -> int:
       print(f"[finetune] {r.label} lr {r.learning_rate:g} seed {r.seed}  "
             f"({(time.time() - start) / 60:.1f} min)", flush=True)
       _train(r.flags)
-    _position_split(r)
+    _position_split(r, p.finetune_task)
   from synthetic_pretraining import paths, report  # pylint: disable=import-outside-toplevel
   paths.write_atomic(os.path.join(out, "learning_rates.json"),
                      json.dumps({l: {"rate": r, "best_validation_accuracy": a}

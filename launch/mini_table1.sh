@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full small-scale reproduction of the paper's Table 1 (launch/mini_table1.py --preset=full,
-# 132.5 minutes measured on an idle 2-core CPU): pre-train on Set (two seeds), LIME and natural
-# text at lengths that cut no example, finetune on squad_offline from random init, each
+# estimated 127 minutes on an idle 2-core CPU): pre-train on Set (two seeds) and natural text at
+# lengths that cover the finetuning lengths, finetune on squad_window from random init, each
 # pre-trained model and the Set model's statistics (two seeds each), then the report in
 # runs/mini_table1_full/report.
 # Extra flags pass through (--dry_run prints the commands and the estimated time).

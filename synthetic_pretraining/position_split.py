@@ -12,12 +12,22 @@ target position into
 * `eos`: the closing EOS,
 
 and reports the share of target tokens and the model's accuracy in each. `diagnose` computes it
-for a checkpoint on a split (`python -m synthetic_pretraining.position_split`, or the mini Table 1
-driver, which runs it at each finetuning run's step of best validation accuracy).
+for a checkpoint on a split; `split_run` for a step of a training run under the run's own gin
+configuration (the mini Table 1 driver, at each finetuning run's step of best validation
+accuracy); from the command line:
+
+  python -m synthetic_pretraining.position_split MODEL_DIR [--step=N] [--split=validation]
+    [--max_batches=N] [--write] [--gin_file=F ... --gin.NAME=VALUE ...]
+
+reads MODEL_DIR's run.json (task, lengths, batch size) and, unless gin files are given, its
+config.gin; the step defaults to the one of best validation token accuracy. It prints the split
+and, with --write, saves it as MODEL_DIR/position_split.json (what the report reads).
 """
+import argparse
 import collections
 import json
-from typing import Dict, List, Optional, Sequence
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import gin
 import jax
@@ -115,5 +125,95 @@ def write(model_dir: str, step: int, split: Dict[str, Dict[str, float]]) -> None
 
 
 def read(model_dir: str) -> Optional[dict]:
+  """MODEL_DIR/position_split.json, or None."""
   path = paths.join(model_dir, FILENAME)
   return json.loads(paths.read_text(path)) if paths.exists(path) else None
+
+
+def best_step(model_dir: str) -> Tuple[int, float]:
+  """(step, accuracy) of the run's best teacher-forced validation token accuracy (first on ties)."""
+  from synthetic_pretraining.report import protocol  # pylint: disable=import-outside-toplevel
+  evals = protocol.validation_accuracies(protocol.read_records(model_dir))
+  if not evals:
+    from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel
+    raise cli.UsageError(f"{model_dir} has no validation accuracy in metrics.jsonl yet; pass "
+                         "--step.")
+  best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
+  return int(best["step"]), float(best["accuracy"])
+
+
+def split_run(model_dir: str, step: int, gin_args: Sequence[str], *, task: str,
+              split: str = "validation", max_batches: Optional[int] = None) -> Dict[str, dict]:
+  """The position split of checkpoint `step` of the run in `model_dir`, its model built from
+  `gin_args` (the run's gin files and bindings) with the run's TASK_FEATURE_LENGTHS and
+  BATCH_SIZE.
+
+  Raises:
+    cli.UsageError: the configuration does not start (the train binary's error is logged).
+  """
+  from synthetic_pretraining import cli, train
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
+  result = {}
+
+  def run():
+    result.update(diagnose(
+        checkpoint_path=orbax_format.step_dir(model_dir, step), task=task,
+        lengths=dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
+        batch_size=gin.query_parameter("%BATCH_SIZE"), split=split, max_batches=max_batches,
+        module=gin.query_parameter("%MIXTURE_OR_TASK_MODULE")))
+
+  if train.main(list(gin_args) + ["--gin.position_split.diagnose.model=%MODEL"],
+                entry_point=run) != 0:
+    raise cli.UsageError(f"the position split of {model_dir} at step {step} failed (see above).")
+  return result
+
+
+def markdown(split: Dict[str, Dict[str, float]]) -> str:
+  """One table row per category: share of target tokens and accuracy (%)."""
+  lines = ["| category | share (%) | accuracy (%) | tokens |", "| --- | --- | --- | --- |"]
+  for category in CATEGORIES + ("all",):
+    c = split[category]
+    lines.append(f"| {category} | {c['share']:.1f} | {c['accuracy']:.1f} | {c['tokens']} |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  """Entry point (see the module docstring); returns an exit code."""
+  from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel
+  return cli.run(_main, sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv) -> int:
+  from synthetic_pretraining.training import run_record  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel
+  import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  gin_args = [a for a in argv if a.startswith("--gin")]
+  parser = argparse.ArgumentParser(prog="python -m synthetic_pretraining.position_split",
+                                   description=__doc__.split("\n")[0])
+  parser.add_argument("model_dir")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step (default: best validation token accuracy)")
+  parser.add_argument("--split", default="validation")
+  parser.add_argument("--max_batches", type=int, default=None)
+  parser.add_argument("--write", action="store_true",
+                      help=f"save MODEL_DIR/{FILENAME} (what the report reads)")
+  args = parser.parse_args([a for a in argv if not a.startswith("--gin")])
+  record = run_record.read(args.model_dir)
+  if record is None:
+    raise cli.UsageError(f"{args.model_dir} has no {run_record.FILENAME}: not a training run "
+                         "directory.")
+  step = args.step if args.step is not None else best_step(args.model_dir)[0]
+  if not any(a.startswith("--gin_file") for a in gin_args):
+    gin_args.insert(0, f"--gin_file={paths.join(args.model_dir, 'config.gin')}")
+  gin_args += [f"--gin.TASK_FEATURE_LENGTHS={dict(record.lengths)!r}",
+               f"--gin.BATCH_SIZE={record.batch_size}"]
+  result = split_run(args.model_dir, step, gin_args, task=record.task, split=args.split,
+                     max_batches=args.max_batches)
+  print(f"{record.task} {args.split}, step {step}:\n{markdown(result)}")
+  if args.write:
+    write(args.model_dir, step, result)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

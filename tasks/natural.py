@@ -79,7 +79,8 @@ class DownstreamTsvSource(file_source.AuthorsFileSource):
   """`input<TAB>target` text files under DATA_DIR, located when a dataset is built."""
 
   def __init__(self, task: str):
-    super().__init__({split: None for split in SPLIT_FILES}, text=True)
+    # Evaluation subsets (EVALUATOR_NUM_EXAMPLES) are drawn across the file, not its head.
+    super().__init__({split: None for split in SPLIT_FILES}, text=True, eval_order="permuted")
     self.task = task
 
   def path(self, split: str) -> str:

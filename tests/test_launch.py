@@ -76,50 +76,61 @@ def test_paper_table_dry_runs():
 def test_mini_table1_gpu_preset_dry_run():
   commands, text = _dry_run("mini_table1.py", "--preset=gpu", "--output_dir=/out")
   head = text.splitlines()[0]
-  assert "3 pre-training runs, 8 finetuning runs" in head
+  assert "1 pre-training runs, 6 finetuning runs" in head
   minutes = float(head.split("about ")[1].split(" minutes")[0])
   assert minutes <= 10
   pretrain = [c for c in commands if "--gin_file=gin/runs/pretrain.gin" in c]
   finetune = [c for c in commands if "--gin_file=gin/runs/finetune.gin" in c]
   assert all("--gin_file=gin/models/t5_1_0/small.gin" in c for c in pretrain + finetune)
-  assert all("--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 512}" in c for c in pretrain)
-  assert all("--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 128}" in c for c in finetune)
-  # Two Set pre-training seeds; the k-th finetuning seed of a Set init uses Set seed k mod 2.
-  assert sum("--gin.MODEL_DIR='/out/pretrain/set/seed_1'" in c for c in pretrain) == 1
+  assert all("--gin.vocabularies.named_vocabulary.name='cpu_sp'" in c for c in pretrain + finetune)
+  assert all("--gin.TASK_FEATURE_LENGTHS={'inputs': 96, 'targets': 96}" in c for c in pretrain)
+  assert all("--gin.BATCH_SIZE=128" in c and "--gin.TRAIN_STEPS=2000" in c for c in pretrain)
+  assert all("--gin.TASK_FEATURE_LENGTHS={'inputs': 96, 'targets': 32}" in c for c in finetune)
+  assert all("--gin.MIXTURE_OR_TASK_NAME='squad_window'" in c for c in finetune)
   stats = [c for c in finetune if "--gin_file=gin/init/per_param_grouping___init_mean_std.gin" in c]
   assert [[a for a in c if a.startswith("--gin.STATS_SOURCE")] for c in stats] == [
-      ["--gin.STATS_SOURCE='/out/pretrain/set/seed_0'"],
-      ["--gin.STATS_SOURCE='/out/pretrain/set/seed_1'"]]
+      ["--gin.STATS_SOURCE='/out/pretrain/set/seed_0'"]] * 2
+  assert sorted({a for c in finetune for a in c if a.startswith("--gin.SEED=")}) == [
+      "--gin.SEED=1", "--gin.SEED=2"]
   assert all("--gin.LEARNING_RATE=0.001" in c for c in finetune)
   assert commands[-1][:3] == ["python", "-m", "synthetic_pretraining.report"]
 
 
 def test_mini_table1_presets_fit_their_budgets_and_natural_gets_the_most_compute():
   import mini_table1  # pylint: disable=import-outside-toplevel
-  budgets = {"full": 180, "demo": 15, "gpu": 10}
+  # full: 2 h 15 min of runs on the idle 2-core machine; demo (make demo) about 13 minutes.
+  budgets = {"full": 135, "demo": 14, "gpu": 10}
   for name, minutes in budgets.items():
     preset = mini_table1.PRESETS[name]
     assert mini_table1.estimate_minutes(preset) <= minutes, name
     tokens = mini_table1.pretraining_tokens(preset)
     if preset.natural:
       assert tokens["natural_text"] == max(tokens.values()), name
-    assert len(preset.stats_seeds) >= 2 or name == "demo"
-    # Finetuning inputs keep the answer (squad_offline at 256 loses it in 5-9% of questions).
-    assert preset.finetune_lengths[0] >= 512
+    assert preset.finetune_task == "squad_window" and len(preset.seeds) >= 2 or name == "demo"
+    # squad_window inputs are at most 95 tokens with EOS: none is cut.
+    assert preset.finetune_lengths[0] >= 96
+  full = mini_table1.PRESETS["full"]
+  assert len(full.stats_seeds) >= 2 and full.natural and set(full.stats_schemes) == {
+      "stats_mean_std", "stats_scale"}
 
 
-def test_full_preset_pretraining_lengths_cut_no_set_or_lime_example():
+def test_pretraining_lengths_must_cover_the_finetuning_lengths():
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match="untrained"):
+    dataclasses.replace(mini_table1.PRESETS["full"], pretrain={"set": (64, 64, 10)})
+
+
+def test_full_preset_pretraining_lengths_cut_no_set_example():
   import mini_table1  # pylint: disable=import-outside-toplevel
   runs = {r.label: r for r in mini_table1.pretrain_runs(mini_table1.PRESETS["full"], "/tmp/x")}
-  for task in ("set", "lime"):
-    shares = mini_table1.truncation_share(runs[task].flags, num_examples=64)
-    assert shares == {"inputs": 0.0, "targets": 0.0}, task
+  shares = mini_table1.truncation_share(runs["set"].flags, num_examples=64)
+  assert shares == {"inputs": 0.0, "targets": 0.0}
 
 
 def test_preflight_refuses_a_task_that_would_be_cut_in_most_examples():
   import mini_table1  # pylint: disable=import-outside-toplevel
   preset = dataclasses.replace(mini_table1.PRESETS["toy"], pretrain={"set": (16, 16, 4)},
-                               set_max_body=40)
+                               set_max_body=40, finetune_lengths=(16, 8))
   with pytest.raises(SystemExit, match="would cut most examples"):
     mini_table1.preflight(mini_table1.pretrain_runs(preset, "/tmp/x"), num_examples=32)
 
@@ -146,16 +157,26 @@ def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
     assert f"| {label} | " in text
   assert "What the validation token accuracy is made of" in text and "## Pre-training" in text
   assert "## Learning rate per init" in text
+  # squad_window's trivial-rule floors, on the test questions the runs decoded, beside random.
+  assert "## Trivial-rule floors" in text and "| *random init (seeds)* |" in text
+  assert "**squad_window, em**" in text and "above the floor?" in text
+  assert str(out) not in (out / "report" / "report.csv").read_text()
   chosen = json.loads((out / "learning_rates.json").read_text())
   rate = chosen["stats_mean_std(set)"]["rate"]
   record = json.loads((out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
                        "run.json").read_text())
   assert record["init"] == {"kind": "statistics", "scheme": "per_param_grouping___init_mean_std",
                             "source": str(out / "pretrain" / "set" / "seed_0")}
-  assert record["label"] == "stats_mean_std(set)" and record["lengths"] == {"inputs": 64,
+  assert record["label"] == "stats_mean_std(set)" and record["lengths"] == {"inputs": 32,
                                                                             "targets": 8}
   assert (out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
           "position_split.json").exists()
+  # The position split from the command line, under the run's own config.gin.
+  from synthetic_pretraining import position_split  # pylint: disable=import-outside-toplevel
+  random_dir = out / "finetune" / "random" / f"lr_{chosen['random']['rate']:g}" / "seed_1"
+  (random_dir / "position_split.json").unlink()
+  assert position_split.main([str(random_dir), "--max_batches=1", "--write"]) == 0
+  assert position_split.read(str(random_dir))["categories"]["all"]["tokens"] > 0
   # The report reads run records only: it still works with every config.gin gone.
   runs = [str(out / "finetune" / label.replace("(", "_").replace(")", "") /
                f"lr_{c['rate']:g}" / "seed_1") for label, c in chosen.items()]
@@ -163,3 +184,47 @@ def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
     config.unlink()
   assert report.main(runs + ["--metrics=eval:accuracy", f"--output_dir={tmp_path / 'again'}"]) == 0
   assert "| set | " in (tmp_path / "again" / "report.md").read_text()
+
+
+# Every preset's own commands start: the exact flags, only steps, batch, eval sizes and model shrunk.
+SHRUNK = {"TRAIN_STEPS": "2", "BATCH_SIZE": "8", "EVAL_PERIOD": "2", "EVAL_STEPS": "1",
+          "CHECKPOINT_PERIOD": "2", "LOG_PERIOD": "1", "EVALUATOR_NUM_EXAMPLES": "4"}
+SHRUNK_MODEL = ("--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
+                "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8",
+                "--gin.network.T5Config.num_encoder_layers=1",
+                "--gin.network.T5Config.num_decoder_layers=1")
+
+
+def _shrunk(flags):
+  out = []
+  for flag in flags:
+    name = flag[len("--gin."):].split("=", 1)[0] if flag.startswith("--gin.") else None
+    out.append(f"--gin.{name}={SHRUNK[name]}" if name in SHRUNK else flag)
+  return out + list(SHRUNK_MODEL)
+
+
+@pytest.mark.parametrize("preset", ["full", "demo", "gpu"])
+def test_every_preset_command_starts_with_its_exact_flags(preset, tmp_path):
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  from synthetic_pretraining import position_split, train  # pylint: disable=import-outside-toplevel
+  p = mini_table1.PRESETS[preset]
+  out = str(tmp_path)
+  os.chdir(ROOT)
+  # Each pre-training task once (its first seed), then every init of the first finetuning seed;
+  # later Set seeds are pointed at the first one's checkpoint.
+  pretrain = {}
+  for run in mini_table1.pretrain_runs(p, out):
+    pretrain.setdefault(run.label, run)
+  for run in pretrain.values():
+    assert train.main(_shrunk(run.flags)) == 0, run.flags
+  finetune = [r for r in mini_table1.finetune_runs(p, out) if r.seed == p.seeds[0]]
+  assert {r.label for r in finetune} >= {"random", p.stats_from}
+  for run in finetune:
+    assert train.main(_shrunk(run.flags)) == 0, run.flags
+  # The driver's position split of a finetuning run starts with its flags too.
+  run = finetune[-1]
+  flags = [f for f in _shrunk(run.flags) if not f.startswith("--gin.STATS_SOURCE")
+           and "gin/init/" not in f]
+  split = position_split.split_run(run.model_dir, 2, flags, task=p.finetune_task, max_batches=1)
+  assert split["all"]["tokens"] > 0

@@ -38,8 +38,10 @@ def test_tsv_task_reads_the_authors_layout(tmp_path):
   ds = seqio.get_mixture_or_task("mtop").get_dataset(None, split="train", shuffle=False)
   got = [(vocab.decode(x["inputs"][:-1].tolist()), vocab.decode(x["targets"][:-1].tolist()),
           int(x["targets"][-1])) for x in ds.as_numpy_iterator()]
-  assert got == [("play a song", "[IN:PLAY_MUSIC ]", vocab.eos_id),
-                 ("wake me at 7", "[IN:CREATE_ALARM ]", vocab.eos_id)]
+  # Unshuffled reads of a downstream task follow one fixed permutation (evaluation subsets span
+  # the file), so compare as sets.
+  assert sorted(got) == [("play a song", "[IN:PLAY_MUSIC ]", vocab.eos_id),
+                         ("wake me at 7", "[IN:CREATE_ALARM ]", vocab.eos_id)]
   test = list(seqio.get_mixture_or_task("mtop").get_dataset(None, split="test", shuffle=False))
   assert len(test) == 1
 

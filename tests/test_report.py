@@ -180,3 +180,79 @@ def test_runs_and_output_on_gs(tmp_path, gcs, capsys):
   assert gcs.objects("report/") == ["report/report.csv", "report/report.md", "report/report.png"]
   assert paths.read_bytes(f"{gcs.url}/report/report.png").startswith(b"\x89PNG")
   assert "lime" in paths.read_text(f"{gcs.url}/report/report.md")
+
+
+# Trivial-rule floors, run names and learning curves ----------------------------------------------
+
+HAND_MADE = [{"input": "question: which colour? context: red blue green", "target": "red",
+              "answers": ["red"], "prediction": "x"},
+             {"input": "question: which number? context: one two", "target": "two",
+              "answers": ["two", "Two"], "prediction": "x"}]
+
+
+def test_floors_on_a_hand_made_case():
+  from synthetic_pretraining.report import floors  # pylint: disable=import-outside-toplevel
+  floor = floors.compute(HAND_MADE, draws=4000, task="squad")
+  assert (floor.n, floor.k) == (2, 1)
+  # The first word: 'red' right, 'one' wrong.
+  assert floor.scores["first_words"] == {"em": (50.0, 0.0), "f1": (50.0, 0.0)}
+  # The whole context: no exact match; F1 (1/3 precision, recall 1) -> 0.5 and 2/3.
+  assert floor.scores["whole_context"]["em"] == (0.0, 0.0)
+  assert floor.scores["whole_context"]["f1"][0] == pytest.approx(100 * (0.5 + 2 / 3) / 2)
+  # One random word: right with probability 1/3 and 1/2.
+  mean, std = floor.scores["random_span"]["em"]
+  assert mean == pytest.approx(100 * (1 / 3 + 1 / 2) / 2, abs=1.0) and 20 < std < 40
+  assert floor.best("em")[:2] == ("first_words", 50.0)
+  assert floor.best("f1")[:2] == ("whole_context", pytest.approx(58.333, abs=0.01))
+  # Above only by more than the larger spread.
+  assert floors.above_floor(60.0, 5.0, floor, "em") and not floors.above_floor(54.0, 5.0, floor,
+                                                                                "em")
+  assert floors.above_floor(99.0, 0.0, floor, "accuracy") is None
+  # Without every gold answer (a TSV task) the target itself is the gold, raw EM.
+  plain = floors.compute([{"input": "add one two", "target": "add"}], draws=3)
+  assert plain.scores["first_words"]["em"] == (100.0, 0.0)
+  assert floors.context_of("question: q? context: a b") == "a b"
+  assert floors.context_of("translate: context: x") == "translate: context: x"
+
+
+def _decoded(path, task, step, rows):
+  directory = os.path.join(path, "inference_eval")
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, f"{task}-{step:06d}.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_report_prints_floors_beside_random_names_runs_and_plots_curves(tmp_path):
+  runs = []
+  for label, ems in (("random", [40.0, 60.0]), ("set", [90.0, 95.0])):
+    for seed, em in enumerate(ems, 1):
+      path = _run(tmp_path / "runs" / label, f"seed_{seed}", "squad_window",
+                  {5: em - 20, 10: em}, {5: 0.4, 10: 0.5}, label=label, seed=seed)
+      _decoded(path, "squad_window", 5, HAND_MADE)
+      _decoded(path, "squad_window", 10, HAND_MADE)
+      runs.append(path)
+  out = tmp_path / "out"
+  assert report.main(runs + ["--metrics=em,f1", f"--output_dir={out}"]) == 0
+  text = (out / "report.md").read_text()
+  assert "## Trivial-rule floors" in text and "| first_words | 50.00 ± 0.00 |" in text
+  assert "| *random init (seeds)* | 50.00 ± 14.14 (n=2) |" in text
+  em_table = text[text.index("**squad_window, em**"):text.index("**squad_window, f1**")]
+  assert "| set | 92.50 ± 3.54 (n=2) |" in em_table and "yes (+42.50 vs first_words) |" in em_table
+  assert [l for l in em_table.splitlines() if l.startswith("| random |")][0].endswith(
+      "no (+0.00 vs first_words) |")
+  rows = list(csv.DictReader(open(out / "report.csv")))
+  assert {r["run"] for r in rows if r["kind"] == "run"} == {
+      "random/seed_1", "random/seed_2", "set/seed_1", "set/seed_2"}
+  assert not any(str(tmp_path) in v for r in rows for v in r.values())
+  assert {r["method"] for r in rows if r["kind"] == "floor"} == {
+      "random_span", "first_words", "whole_context"}
+  run = report.read_run(runs[0])
+  assert run.curves["em"] == [(5, 20.0), (10, 40.0)]
+  assert run.curves["eval:accuracy"] == [(5, 40.0), (10, 50.0)]
+  assert (out / "report.png").stat().st_size > 1000
+
+
+def test_run_names_drop_the_common_folder():
+  assert protocol.run_names(["/a/b/x/s1", "/a/b/y/s1"]) == {"/a/b/x/s1": "x/s1",
+                                                             "/a/b/y/s1": "y/s1"}
+  assert protocol.run_names(["gs://b/r/one"]) == {"gs://b/r/one": "one"}

@@ -9,7 +9,9 @@ the difference from random init with its standard error, the benefit (method −
 (natural − random) where natural − random clears the seed spread, and a statistics-only method's
 share of its source model's own benefit; the position split of token accuracy for runs that have
 position_split.json; the final validation accuracy of each --pretrain run, flagged when it was
-still rising. A run's method is its run.json label, else derived from its initialisation
+still rising; trivial-rule floors (`floors`: question-blind rules scored on the examples the runs
+decoded) beside random init, and whether each method clears them. The PNG adds every run's
+learning curves. A run's method is its run.json label, else derived from its initialisation
 (random, the source checkpoint's task, `stats:<scheme>(<source task>)`). Writes report.md,
 report.csv and report.png to --output_dir.
 """
@@ -17,6 +19,7 @@ import argparse
 
 from synthetic_pretraining import cli
 from synthetic_pretraining import paths
+from synthetic_pretraining.report import floors
 from synthetic_pretraining.report import protocol
 from synthetic_pretraining.report import render
 from synthetic_pretraining.report.protocol import ReportError, read_run  # noqa: F401
@@ -26,12 +29,17 @@ DEFAULT_METRICS = "em,f1,eval:accuracy"
 
 def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural="natural",
           labels=None):
-  """(Markdown text, runs, comparisons) of a report; raises ReportError on unusable input."""
+  """(Markdown text, runs, comparisons, {task: trivial-rule Floor}) of a report; raises
+  ReportError on unusable input."""
   labels = labels or {}
   runs = [protocol.read_run(d, labels.get(paths.as_str(d))) for d in run_dirs]
   comparisons = [c for m in metrics for c in protocol.compare(runs, m, random, natural)]
+  task_floors = floors.task_floors(runs, random, protocol.run_names([r.path for r in runs]))
   parts = ["## Finetuning: score at the step of best validation token accuracy\n",
-           render.comparison_markdown(comparisons, random, natural)]
+           render.comparison_markdown(comparisons, random, natural, task_floors)]
+  if task_floors:
+    parts += ["## Trivial-rule floors (the same test examples)\n",
+              render.floors_markdown(task_floors, comparisons, random)]
   splits = protocol.position_splits(runs)
   if splits:
     parts += ["## What the validation token accuracy is made of\n",
@@ -42,7 +50,7 @@ def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural=
   inferred = sorted({(r.task, r.infer_split) for r in runs if r.infer_split})
   if inferred:
     parts.append("Inference split: " + ", ".join(f"{t}: {s}" for t, s in inferred) + ".\n")
-  return "\n".join(parts), runs, comparisons
+  return "\n".join(parts), runs, comparisons, task_floors
 
 
 def main(argv=None) -> int:
@@ -71,11 +79,12 @@ def _main(argv) -> int:
     if not sep or not path or not label:
       raise ReportError(f"--label {item!r} is not RUN_DIR=LABEL.")
     labels[paths.as_str(path)] = label
-  text, runs, comparisons = build(args.runs, args.pretrain, metrics, args.random, args.natural,
-                                  labels)
+  text, runs, comparisons, task_floors = build(args.runs, args.pretrain, metrics, args.random,
+                                                args.natural, labels)
   paths.write_atomic(paths.join(args.output_dir, "report.md"), text)
-  render.write_csv(runs, comparisons, paths.join(args.output_dir, "report.csv"))
-  render.plot(comparisons, paths.join(args.output_dir, "report.png"), args.random, args.natural)
+  render.write_csv(runs, comparisons, paths.join(args.output_dir, "report.csv"), task_floors)
+  render.plot(comparisons, paths.join(args.output_dir, "report.png"), args.random, args.natural,
+              runs)
   print(text)
   print(f"Wrote report.md, report.csv and report.png to {args.output_dir}.")
   return 0

@@ -52,6 +52,8 @@ class Run:
     infer_split: the split the inference metrics were computed on ('' when there were none).
     position_split: position_split.json's categories, when the run has one.
     note: why inference metrics are missing, for the error that needs them.
+    curves: learning curves {'eval:accuracy' (x100) and each inference metric on infer_split:
+      [(step, value), ...]} in step order.
   """
   path: str
   task: str
@@ -63,6 +65,7 @@ class Run:
   infer_split: str
   position_split: Optional[dict] = None
   note: str = ""
+  curves: Dict[str, List[tuple]] = dataclasses.field(default_factory=dict)
 
 
 def read_records(path: str) -> List[dict]:
@@ -124,7 +127,35 @@ def read_run(path: str, label: Optional[str] = None) -> Run:
   return Run(path=path, task=record.task, label=label or record.method(run_record.source_task),
              seed=record.seed, source=source, best_step=int(best["step"]), metrics=values,
              infer_split=split, note=note,
-             position_split=split_file["categories"] if split_file else None)
+             position_split=split_file["categories"] if split_file else None,
+             curves=learning_curves(records, record.task, split))
+
+
+def learning_curves(records: Sequence[dict], task: str, infer_split: str) -> Dict[str, List[tuple]]:
+  """{'eval:accuracy': [(step, validation token accuracy x100)], metric: [(step, value)] for each
+  inference metric on `infer_split`}, in step order."""
+  curves = collections.defaultdict(list)
+  for r in sorted(validation_accuracies(records), key=lambda r: r["step"]):
+    curves["eval:accuracy"].append((int(r["step"]), 100 * float(r["accuracy"])))
+  infers = [r for r in records if r.get("kind") == "infer" and r.get("split") == infer_split
+            and r.get("task", task) == task]
+  for r in sorted(infers, key=lambda r: r["step"]):
+    for k, v in r.items():
+      if k not in ("step", "kind", "split", "task") and isinstance(v, (int, float)):
+        curves[k].append((int(r["step"]), float(v)))
+  return dict(curves)
+
+
+def run_names(run_paths: Sequence[str]) -> Dict[str, str]:
+  """{path: name}: each run directory relative to the deepest folder holding them all
+  (e.g. 'finetune/set/lr_0.01/seed_1'), so that reports carry run labels, never machine paths."""
+  parts = [paths.as_str(p).rstrip("/").split("/") for p in run_paths]
+  parents = [p[:-1] for p in parts]
+  common = 0
+  while parents and all(len(p) > common for p in parents) and len(
+      {p[common] for p in parents}) == 1:
+    common += 1
+  return {path: "/".join(p[common:]) for path, p in zip(run_paths, parts)}
 
 
 def _source_record(path: str):

@@ -1,10 +1,11 @@
 """The report's tables and plot: Markdown, CSV and PNG of protocol's comparisons."""
 import csv
 import io
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from synthetic_pretraining import paths
 from synthetic_pretraining import position_split
+from synthetic_pretraining.report import floors as floors_lib
 from synthetic_pretraining.report import protocol
 
 
@@ -17,21 +18,29 @@ def _pm(mean: float, std: float) -> str:
 
 
 def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
-                        natural: str) -> str:
-  """One table per task: mean ± std (n), difference from random, benefit or why there is none."""
+                        natural: str, floors: Optional[Dict[str, floors_lib.Floor]] = None) -> str:
+  """One table per task: mean ± std (n), difference from random, benefit or why there is none,
+  and (EM, F1 with `floors`) whether the method is above the best trivial rule."""
   out = []
   for c in comparisons:
+    floor = (floors or {}).get(c.task) if c.metric in floors_lib.METRICS else None
     out.append(f"**{c.task}, {c.metric}**\n")
     out.append(f"| method | {c.metric} (mean ± std, n) | − {random} (± s.e.) | benefit | "
-               "share of source's benefit |")
-    out.append("| --- | --- | --- | --- | --- |")
+               "share of source's benefit |" + (" above the floor? |" if floor else ""))
+    out.append("| --- | --- | --- | --- | --- |" + (" --- |" if floor else ""))
     for label in _order(c.rows, random, natural):
       r = c.rows[label]
       diff = "" if r.diff is None or label == random else f"{r.diff:+.2f} ± {r.diff_se:.2f}"
       benefit = "" if r.benefit is None else f"{100 * r.benefit:.0f}%"
       share = ("" if r.share_of_source is None
                else f"{100 * r.share_of_source:.0f}% of {r.source}")
-      out.append(f"| {label} | {_pm(r.mean, r.std)} (n={r.n}) | {diff} | {benefit} | {share} |")
+      above = ""
+      if floor:
+        rule, best, _ = floor.best(c.metric)
+        verdict = floors_lib.above_floor(r.mean, r.std, floor, c.metric)
+        above = f" {'yes' if verdict else 'no'} ({r.mean - best:+.2f} vs {rule}) |"
+      out.append(f"| {label} | {_pm(r.mean, r.std)} (n={r.n}) | {diff} | {benefit} | {share} |"
+                 + above)
     if c.gap is None:
       missing = " and ".join(f"'{name}'" for name in (random, natural) if name not in c.rows)
       out.append(f"\nNo benefit ratio: it needs runs labelled '{random}' and '{natural}', "
@@ -46,6 +55,34 @@ def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
                  f"({c.gap_noise:.2f}).")
     out.append("")
   return "\n".join(out)
+
+
+def floors_markdown(floors: Dict[str, floors_lib.Floor],
+                    comparisons: Sequence[protocol.Comparison], random: str) -> str:
+  """Per task: EM and F1 of the question-blind rules on the decoded test examples, beside random
+  init's scores."""
+  out = []
+  for task, floor in sorted(floors.items()):
+    rows = {c.metric: c.rows.get(random) for c in comparisons if c.task == task}
+    out.append(f"**{task}** ({floor.n} examples decoded by {floor.source}; k = {floor.k} words, "
+               "the answers' median length)\n")
+    out.append("| rule | em (± std over draws) | f1 (± std over draws) |")
+    out.append("| --- | --- | --- |")
+    for rule in floors_lib.RULES:
+      cells = [_pm(*floor.scores[rule][m]) for m in floors_lib.METRICS]
+      out.append(f"| {rule} | " + " | ".join(cells) + " |")
+    cells = [_pm(rows[m].mean, rows[m].std) + f" (n={rows[m].n})" if rows.get(m) else "—"
+             for m in floors_lib.METRICS]
+    out.append(f"| *{random} init (seeds)* | " + " | ".join(cells) + " |")
+    if floor.mismatched:
+      out.append(f"\n**Warning**: {floor.mismatched} run(s) of {task} decoded other examples; "
+                 "their scores are not on the floor's examples.")
+    out.append("")
+  return "\n".join(out) + (
+      "\nRules that never read the question: random_span, k consecutive context words at a "
+      f"random place ({floors_lib.DRAWS} draws); first_words, the first k context words; "
+      "whole_context, the whole context. A method is above the floor only when its mean exceeds "
+      "the best rule by more than the larger of its seed spread and the rule's spread.\n")
 
 
 def position_markdown(splits: Dict[str, dict], random: str, natural: str) -> str:
@@ -82,17 +119,26 @@ def pretraining_markdown(runs: Sequence[protocol.Pretraining]) -> str:
 
 
 def write_csv(runs: Sequence[protocol.Run], comparisons: Sequence[protocol.Comparison],
-              path: str) -> None:
-  """One row per run and metric, then one per (task, metric, method) summary."""
+              path: str, floors: Optional[Dict[str, floors_lib.Floor]] = None) -> None:
+  """One row per run and metric, one per (task, metric, method) summary, one per floor rule.
+  Runs are named relative to the folder holding them all (`protocol.run_names`), never by a
+  machine path."""
   buffer = io.StringIO()
   writer = csv.writer(buffer)
   writer.writerow(["kind", "task", "method", "seed", "run", "best_step", "split", "metric",
                    "value", "std", "n", "diff", "diff_se", "benefit", "share_of_source"])
+  names = protocol.run_names([run.path for run in runs])
   for run in runs:
     for name, value in sorted(run.metrics.items()):
       split = "validation" if name.startswith("eval:") else run.infer_split
-      writer.writerow(["run", run.task, run.label, run.seed, run.path, run.best_step, split,
-                       name, value, "", "", "", "", "", ""])
+      writer.writerow(["run", run.task, run.label, run.seed, names[run.path], run.best_step,
+                       split, name, value, "", "", "", "", "", ""])
+  for task, floor in sorted((floors or {}).items()):
+    for rule in floors_lib.RULES:
+      for metric in floors_lib.METRICS:
+        mean, std = floor.scores[rule][metric]
+        writer.writerow(["floor", task, rule, "", floor.source, "", "", metric, mean, std,
+                         floor.n, "", "", "", ""])
   blank = lambda v: "" if v is None else v
   for c in comparisons:
     for label, r in sorted(c.rows.items()):
@@ -103,14 +149,22 @@ def write_csv(runs: Sequence[protocol.Run], comparisons: Sequence[protocol.Compa
 
 
 def plot(comparisons: Sequence[protocol.Comparison], path: str, random: str,
-         natural: str) -> None:
-  """Bars of mean ± std per method, one panel per (task, metric)."""
+         natural: str, runs: Sequence[protocol.Run] = ()) -> None:
+  """Bars of mean ± std per method, one panel per (task, metric); below, the learning curves of
+  every finetuning run (its task's headline inference metric and validation token accuracy
+  against steps), one line per run, coloured by method."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, axes = plt.subplots(1, len(comparisons), figsize=(max(5, 4.5 * len(comparisons)), 4),
+  curves = _curve_panels(runs)
+  columns = max(len(comparisons), len(curves), 1)
+  rows = 2 if curves else 1
+  fig, axes = plt.subplots(rows, columns, figsize=(max(5, 4.5 * columns), 4 * rows),
                            squeeze=False)
+  for ax in axes.flat:
+    ax.set_visible(False)
   for ax, c in zip(axes[0], comparisons):
+    ax.set_visible(True)
     labels = _order(c.rows, random, natural)
     colors = ["#999999" if l == random else "#1f77b4" if l == natural else "#ff7f0e"
               for l in labels]
@@ -119,8 +173,38 @@ def plot(comparisons: Sequence[protocol.Comparison], path: str, random: str,
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     ax.set_title(f"{c.task}: {c.metric}")
+  labels = _order({r.label for r in runs}, random, natural)
+  palette = plt.get_cmap("tab10")
+  color = {label: palette(i % 10) for i, label in enumerate(labels)}
+  for ax, (task, metric) in zip(axes[-1] if curves else [], curves):
+    ax.set_visible(True)
+    shown = set()
+    for run in sorted(runs, key=lambda r: (labels.index(r.label), r.seed)):
+      points = run.curves.get(metric) if run.task == task else None
+      if not points:
+        continue
+      ax.plot([p[0] for p in points], [p[1] for p in points], color=color[run.label],
+              marker=".", linewidth=1, label=None if run.label in shown else run.label)
+      shown.add(run.label)
+    ax.set_xlabel("step")
+    name = "validation token accuracy (%)" if metric == "eval:accuracy" else f"test {metric}"
+    ax.set_title(f"{task}: {name}", fontsize=9)
+    ax.legend(fontsize=7)
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=120)
   plt.close(fig)
   paths.write_atomic(path, buffer.getvalue())
+
+
+def _curve_panels(runs: Sequence[protocol.Run]) -> List[tuple]:
+  """(task, metric) of each learning-curve panel: per task its headline inference metric (when
+  decoded) and the validation token accuracy."""
+  panels = []
+  for task in sorted({r.task for r in runs}):
+    headline = protocol.PRIMARY_METRIC.get(task, protocol.DEFAULT_METRIC)
+    task_runs = [r for r in runs if r.task == task]
+    for metric in (headline, "eval:accuracy"):
+      if any(r.curves.get(metric) for r in task_runs):
+        panels.append((task, metric))
+  return panels

@@ -8,11 +8,17 @@ corruption); the nonsense summary files are plain `document<TAB>summary` text.
 (or an id outside the vocabulary) stops the pipeline with an error naming the file and the line
 number, or, with `on_error='skip'`, is reported on stderr and counted in `skipped_lines()`.
 Nothing is dropped silently.
+
+Record order: `permuted` gives any in-memory records a seeded random order (a fresh permutation
+every epoch when training, one fixed permutation for evaluation), and `AuthorsFileSource` applies
+it to splits small enough to hold in memory (PERMUTE_MAX_BYTES), so no file's own order (sorted
+by article, grouped by register) reaches a training batch or an evaluation subset.
 """
 import random
 import sys
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -23,6 +29,57 @@ from synthetic_pretraining.data import vocabularies
 _IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
 MAX_LINE_BYTES = 1 << 20  # far above any example of the paper's tasks (a few KB at most)
 _SHOWN_CHARS = 200  # of a malformed line in an error message
+# Splits up to this size (this shard's files together) are read into memory and permuted; larger
+# ones (the authors' million-line generated files, whose lines are i.i.d. draws anyway) stream in
+# a seeded file order through the task's shuffle buffer.
+PERMUTE_MAX_BYTES = 128 << 20
+# The one order of unshuffled reads (evaluation): the same for every run, spread over the split.
+EVAL_ORDER_SEED = 20220621
+
+
+def permutation_order(num_records: int, *, shuffle: bool, seed: Optional[int]) -> tf.data.Dataset:
+  """Record indices 0..num_records-1 in a seeded random order.
+
+  shuffle=True (training): a fresh permutation at every pass over the dataset (each epoch), drawn
+  from `seed` (0 when None); tf.data's shuffle state is part of the data iterator's checkpoint, so
+  a resumed run continues the same order exactly. shuffle=False (evaluation): one fixed
+  permutation (EVAL_ORDER_SEED) whatever the seed, so every run evaluates the same examples and
+  a first-N subset is spread over the whole split instead of being the file's head.
+  """
+  if shuffle:
+    return tf.data.Dataset.range(num_records).shuffle(
+        max(num_records, 1), seed=0 if seed is None else int(seed), reshuffle_each_iteration=True)
+  order = np.random.default_rng(EVAL_ORDER_SEED).permutation(num_records).astype(np.int64)
+  return tf.data.Dataset.from_tensor_slices(order)
+
+
+def permuted(records: Any, num_records: int, *, shuffle: bool,
+             seed: Optional[int]) -> tf.data.Dataset:
+  """The records as a dataset in the order of `permutation_order`.
+
+  Args:
+    records: dicts and tuples whose leaves are columns with a leading record axis of size
+      `num_records`: tensors (ragged allowed), numpy arrays or lists.
+    num_records: the number of records.
+    shuffle, seed: as in `permutation_order`.
+  """
+  def columns(node):
+    if isinstance(node, dict):
+      return {k: columns(v) for k, v in node.items()}
+    if isinstance(node, tuple):
+      return tuple(columns(v) for v in node)
+    return node if isinstance(node, (tf.Tensor, tf.RaggedTensor)) else tf.constant(node)
+
+  def pick(node, i):
+    if isinstance(node, dict):
+      return {k: pick(v, i) for k, v in node.items()}
+    if isinstance(node, tuple):
+      return tuple(pick(v, i) for v in node)
+    return node[i]
+
+  records = columns(records)
+  return permutation_order(num_records, shuffle=shuffle, seed=seed).map(
+      lambda i: pick(records, i))
 
 
 def format_ids(ids: Sequence[int]) -> str:
@@ -66,14 +123,20 @@ class AuthorsFileSource(seqio.DataSource):
     vocabulary: ids must be below its size (default: the configured vocabulary).
     max_line_bytes: longer lines are malformed; they are rejected before any parsing (a 50 MB
       line would take minutes and gigabytes to match) and never echoed whole.
+    eval_order: unshuffled reads (evaluation) in 'file' order, or 'permuted' (one fixed
+      permutation, `permutation_order`) so that a first-N subset spans the split. Shuffled reads
+      of a split up to PERMUTE_MAX_BYTES are always permuted afresh each epoch from the seed.
   """
 
   def __init__(self, split_to_filepattern: Mapping[str, Union[str, Sequence[str]]],
                features: Sequence[str] = ("inputs", "targets"), text: bool = False,
                on_error: str = "raise", vocabulary: Optional[seqio.Vocabulary] = None,
-               max_line_bytes: int = MAX_LINE_BYTES):
+               max_line_bytes: int = MAX_LINE_BYTES, eval_order: str = "file"):
     if on_error not in ("raise", "skip"):
       raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if eval_order not in ("file", "permuted"):
+      raise ValueError(f"eval_order must be 'file' or 'permuted', got {eval_order!r}")
+    self.eval_order = eval_order
     super().__init__(splits=tuple(split_to_filepattern))
     self._patterns = dict(split_to_filepattern)
     self.features = tuple(features)
@@ -111,23 +174,44 @@ class AuthorsFileSource(seqio.DataSource):
   def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
                   shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,
                   use_cached: bool = False, num_epochs: Optional[int] = 1) -> tf.data.Dataset:
-    """The examples of `split` (this shard's files); files in a seeded order when shuffling."""
+    """The examples of `split` (this shard's files).
+
+    Shuffled: lines in a seeded random order, a new one each epoch (`permutation_order`), when
+    the files fit PERMUTE_MAX_BYTES; larger splits stream their files in a seeded order.
+    Unshuffled: file order, or one fixed permutation with eval_order='permuted'.
+    """
     del sequence_length, use_cached, num_epochs
     files = self.check_split(split)
     if shard_info:
       files = files[shard_info.index::shard_info.num_shards]
-    if shuffle:
-      random.Random(0 if seed is None else int(seed)).shuffle(files)
     vocab_size = (self._vocabulary or vocabularies.configured_vocabulary()).vocab_size
     if self._skipped is None:
       self._skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
-    datasets = [self._read(f, vocab_size) for f in files]
-    ds = datasets[0]
-    for more in datasets[1:]:
-      ds = ds.concatenate(more)
+    permute = shuffle or self.eval_order == "permuted"
+    if permute and sum(paths.as_path(f).stat().length for f in files) <= PERMUTE_MAX_BYTES:
+      numbered = self._numbered(files)
+      columns = [np.concatenate(c) for c in zip(*numbered.batch(1 << 16).as_numpy_iterator())]
+      if columns:  # else: no line at all
+        numbered = permuted(tuple(columns), len(columns[0]), shuffle=shuffle, seed=seed)
+      return self._checked(numbered, files, vocab_size)
+    if shuffle:
+      random.Random(0 if seed is None else int(seed)).shuffle(files)
+    return self._checked(self._numbered(files), files, vocab_size)
+
+  @staticmethod
+  def _numbered(files: Sequence[str]) -> tf.data.Dataset:
+    """(file index, line number from 0, line) of every line of `files`, in file order."""
+    ds = None
+    for index, path in enumerate(files):
+      lines = tf.data.TextLineDataset(path).enumerate().map(
+          lambda number, line, i=index: (tf.constant(i, tf.int64), number, line))
+      ds = lines if ds is None else ds.concatenate(lines)
     return ds
 
-  def _read(self, path: str, vocab_size: int) -> tf.data.Dataset:
+  def _checked(self, lines: tf.data.Dataset, files: Sequence[str],
+               vocab_size: int) -> tf.data.Dataset:
+    """(file index, line number from 0, line) elements checked and parsed into examples."""
+    names = tf.constant(list(files))
     field = r"[^\t]*" if self.text else _IDS
     pattern = "\t".join([field] * len(self.features))
     expected = "<TAB>".join(["text" if self.text else "[ids]"] * len(self.features))
@@ -135,7 +219,7 @@ class AuthorsFileSource(seqio.DataSource):
 
     max_bytes = self.max_line_bytes
 
-    def check(number, line):
+    def check(file_index, number, line):
       fits = tf.strings.length(line) <= max_bytes
       # tf.cond: a huge line is never run through the regex.
       line = tf.cond(fits, lambda: tf.strings.regex_replace(line, r"\r$", ""), lambda: line)
@@ -150,12 +234,13 @@ class AuthorsFileSource(seqio.DataSource):
         problem = tf.where(well_formed, f"an id >= the vocabulary size {vocab_size}",
                            f"not of the form {expected}")
       problem = tf.where(fits, problem, f"longer than {max_bytes} bytes")
-      return number, line, ok, problem
+      return file_index, number, line, ok, problem
 
-    def keep(number, line, ok, problem):
+    def keep(file_index, number, line, ok, problem):
       shown = tf.strings.substr(line, 0, _SHOWN_CHARS, unit="BYTE")
       shown = tf.where(tf.strings.length(line) > _SHOWN_CHARS, shown + "...", shown)
-      message = [f"Malformed line in {path}: line", number + 1, "is", problem, ":", shown]
+      where = tf.strings.join(["Malformed line in ", tf.gather(names, file_index), ": line"])
+      message = [where, number + 1, "is", problem, ":", shown]
       if self.on_error == "raise":
         with tf.control_dependencies([tf.debugging.Assert(ok, message, summarize=3)]):
           return tf.identity(ok)
@@ -166,12 +251,11 @@ class AuthorsFileSource(seqio.DataSource):
           return tf.constant(False)
       return tf.cond(ok, lambda: tf.constant(True), report)
 
-    def parse(number, line, ok, problem):
-      del number, ok, problem
+    def parse(file_index, number, line, ok, problem):
+      del file_index, number, ok, problem
       fields = tf.strings.split(line, "\t")
       if text:
         return {name: fields[i] for i, name in enumerate(features)}
       return {name: tf.cast(_parse_ids(fields[i]), tf.int32) for i, name in enumerate(features)}
 
-    lines = tf.data.TextLineDataset(path).enumerate()
     return lines.map(check).filter(keep).map(parse)

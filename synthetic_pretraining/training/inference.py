@@ -125,6 +125,8 @@ def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[in
     preds.append(task.postprocess_fn(pred_text, example=ex, is_target=False))
     rows.append({"input": vocabulary.decode(_until_eos(ex["inputs"], vocabulary.eos_id)),
                  "target": target_text, "prediction": pred_text})
+    if isinstance(targets[-1], list):  # every gold answer (SQuAD), for the report's floors
+      rows[-1]["answers"] = targets[-1]
   metrics = {}
   for metric_fn in getattr(task, "predict_metric_fns", None) or task.metric_fns:
     metrics.update({k: float(getattr(v, "value", v)) for k, v in metric_fn(targets, preds).items()})
