@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Eight fake CPU devices so sharding code runs on a laptop or CI machine.
 TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-fast demo bench clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,14 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
+# Everything (what CI runs): two workers, each test file on one worker (its module fixtures are
+# built once), the slowest tests listed at the end. Markers: pytest.ini.
 test: install
-	$(TEST_ENV) $(PY) -m pytest -q tests
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
+
+# The inner loop: the unit tests only (no training run, no binary started).
+test-fast: install
+	$(TEST_ENV) $(PY) -m pytest -q -m unit --durations=10 tests
 
 demo: install
 	TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu bash launch/demo.sh

@@ -15,11 +15,26 @@ import pytest  # pylint: disable=wrong-import-position
 KINDS = ("unit", "e2e")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
 def pytest_collection_modifyitems(config, items):
-  """Every test says what it is, so `make test-fast` never silently loses or gains one."""
+  """Every test is `unit` or `e2e`: its own marker, else its module's (pytestmark).
+
+  A module's kind is moved onto its tests here, so that a test marked otherwise (a heavy test in a
+  module of unit tests) carries only its own kind and `-m unit` leaves it out.
+  """
   del config
-  unmarked = [item.nodeid for item in items
-              if sum(item.get_closest_marker(k) is not None for k in KINDS) != 1]
+  module_kinds, unmarked = {}, []
+  for item in items:
+    module = item.getparent(pytest.Module)
+    if module not in module_kinds:
+      module_kinds[module] = [m.name for m in module.own_markers if m.name in KINDS]
+      module.own_markers[:] = [m for m in module.own_markers if m.name not in KINDS]
+    kinds = {m.name for m in item.own_markers if m.name in KINDS} or set(module_kinds[module])
+    if len(kinds) != 1:
+      unmarked.append(item.nodeid)
+      continue
+    if not any(m.name in KINDS for m in item.own_markers):
+      item.add_marker(kinds.pop())
   if unmarked:
     raise pytest.UsageError(f"tests need exactly one of the markers {KINDS} (pytest.ini): "
                             + ", ".join(unmarked[:10]) + (" ..." if len(unmarked) > 10 else ""))

@@ -72,6 +72,7 @@ def test_one_process_stream_is_the_stream_before_these_changes(task, train_size,
   assert _digest(_batches(_dataset(task, pack=pack), n)) == GOLDEN[(task, train_size, pack, n)]
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_worker_processes_give_the_same_stream_and_resume_exactly(tmp_path):
   _bind(workers_count=0)
   alone = _batches(_dataset("reverse"), 8)

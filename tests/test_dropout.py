@@ -26,6 +26,7 @@ def test_attention_weight_dropout_shares_one_mask_across_queries():
   assert 0 < (mask == 0).mean() < 1
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_network_drops_attention_weights_with_the_shared_mask(monkeypatch):
   seen = []
   original = layers.dropout_attention_weights

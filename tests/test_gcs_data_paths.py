@@ -1,12 +1,16 @@
 """Data files on gs:// (the emulator): export_data, file tasks and their globs, the downstream
-tasks' DATA_DIR, and stats.json."""
+tasks' DATA_DIR, stats.json, and the report over run directories in a bucket."""
+import os
+
 import gin
 import pytest
 import seqio
+from records import fake_run
 
 import tasks  # noqa: F401  (registers the synthetic and downstream tasks)
 from synthetic_pretraining import export_data
 from synthetic_pretraining import paths
+from synthetic_pretraining import report
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.synthetic import file_source
 from synthetic_pretraining.synthetic import registry
@@ -84,3 +88,27 @@ def test_stats_json_round_trips_on_gs(gcs):
   assert artifact.read(f"{gcs.url}/init/stats.json") == plan
   with pytest.raises(FileNotFoundError, match="does not exist"):
     artifact.read(f"{gcs.url}/init/missing.json")
+
+
+def _upload(local_dir, remote_dir):
+  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
+  for name in os.listdir(local_dir):
+    paths.write_atomic(paths.join(remote_dir, name),
+                       paths.read_bytes(os.path.join(local_dir, name)))
+  return remote_dir
+
+
+def test_runs_and_output_on_gs(tmp_path, gcs, capsys):
+  # Run directories (with their run.json records) and --output_dir all in a bucket (the emulator).
+  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
+  runs = [_upload(fake_run(tmp_path, name, "mtop", {5: em}, {5: 0.5}, label=name),
+                  f"{gcs.url}/runs/{name}")
+          for name, em in (("random", 10.0), ("natural", 30.0), ("lime", 20.0))]
+  assert report.main(runs + [f"--output_dir={gcs.url}/report"]) == 0
+  assert "lime" in capsys.readouterr().out
+  assert gcs.objects("report/") == ["report/report.csv", "report/report.md", "report/report.png"]
+  assert paths.read_bytes(f"{gcs.url}/report/report.png").startswith(b"\x89PNG")
+  assert "lime" in paths.read_text(f"{gcs.url}/report/report.md")
+
+
+# Trivial-rule floors, run names and learning curves ----------------------------------------------

@@ -11,10 +11,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.unit, pytest.mark.skipif(
     not sys.platform.startswith("linux")
     or not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"),
-    reason="host_memory acts on glibc's malloc only")
+    reason="host_memory acts on glibc's malloc only")]
 
 # Allocates and frees a 64 MB block (glibc would mmap it and unmap it on free), then counts the
 # page faults of allocating and touching the same size again.

@@ -1,5 +1,4 @@
 """Shipped data and vocabulary: squad_offline, natural_text and cpu_sp load with no network."""
-import pytest
 import json
 import os
 import random

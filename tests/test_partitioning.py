@@ -33,6 +33,7 @@ def _batches(n):
   return [next(it) for _ in range(n)]
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_random_init_is_bitwise_identical_on_one_device_and_a_4x2_mesh():
   one = _trainer(jax.devices()[:1], 1).random_params()
   mesh = _trainer(jax.devices(), 2).random_params()
@@ -41,6 +42,7 @@ def test_random_init_is_bitwise_identical_on_one_device_and_a_4x2_mesh():
   assert mesh["token_embedder"]["embedding"].sharding.spec == P("model", None)
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_three_steps_agree_on_one_device_and_a_4x2_mesh():
   batches = _batches(3)
   losses = []

@@ -4,36 +4,13 @@ import json
 import os
 
 import pytest
+from records import fake_run as _run
+from records import write_run_record as _record
 
 from synthetic_pretraining import report
-from synthetic_pretraining.training import run_record
 from synthetic_pretraining.report import protocol
 
-# Module default; tests of another kind say so themselves.
 pytestmark = pytest.mark.unit
-
-
-def _record(path, task, seed=1, init=None, label=None, steps=10):
-  path.mkdir(parents=True, exist_ok=True)
-  record = run_record.RunRecord(task=task, seed=seed, train_steps=steps, batch_size=8,
-                                lengths={"inputs": 64, "targets": 8},
-                                init=init or {"kind": "random"}, label=label)
-  (path / "run.json").write_text(json.dumps(record.__dict__))
-
-
-def _run(root, name, task, em_by_step, acc_by_step, label=None, split="test", init=None, seed=1):
-  path = root / name
-  _record(path, task, seed=seed, init=init, label=label)
-  with open(path / "metrics.jsonl", "w") as f:
-    for step, acc in acc_by_step.items():
-      f.write(json.dumps({"step": step, "kind": "train", "split": "train", "task": task,
-                          "accuracy": 1.0}) + "\n")  # training accuracy never selects a step
-      f.write(json.dumps({"step": step, "kind": "eval", "split": "validation", "task": task,
-                          "accuracy": acc}) + "\n")
-    for step, em in em_by_step.items():
-      f.write(json.dumps({"step": step, "kind": "infer", "split": split, "task": task,
-                          "em": em, "f1": em + 1}) + "\n")
-  return str(path)
 
 
 def test_score_is_taken_at_the_step_of_best_validation_accuracy(tmp_path):
@@ -158,31 +135,6 @@ def test_runs_that_cannot_be_scored_are_clear_errors(tmp_path, capsys):
   assert report.main([str(empty)]) == 1
   assert "metrics.jsonl: line 1 is not JSON" in capsys.readouterr().err
 
-
-def _upload(local_dir, remote_dir):
-  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
-  for name in os.listdir(local_dir):
-    paths.write_atomic(paths.join(remote_dir, name),
-                       paths.read_bytes(os.path.join(local_dir, name)))
-  return remote_dir
-
-
-@pytest.mark.e2e
-@pytest.mark.gcs
-def test_runs_and_output_on_gs(tmp_path, gcs, capsys):
-  # Run directories (with their run.json records) and --output_dir all in a bucket (the emulator).
-  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
-  runs = [_upload(_run(tmp_path, name, "mtop", {5: em}, {5: 0.5}, label=name),
-                  f"{gcs.url}/runs/{name}")
-          for name, em in (("random", 10.0), ("natural", 30.0), ("lime", 20.0))]
-  assert report.main(runs + [f"--output_dir={gcs.url}/report"]) == 0
-  assert "lime" in capsys.readouterr().out
-  assert gcs.objects("report/") == ["report/report.csv", "report/report.md", "report/report.png"]
-  assert paths.read_bytes(f"{gcs.url}/report/report.png").startswith(b"\x89PNG")
-  assert "lime" in paths.read_text(f"{gcs.url}/report/report.md")
-
-
-# Trivial-rule floors, run names and learning curves ----------------------------------------------
 
 HAND_MADE = [{"input": "question: which colour? context: red blue green", "target": "red",
               "answers": ["red"], "prediction": "x"},

@@ -11,6 +11,8 @@ import pytest
 
 from synthetic_pretraining.training import run_lock
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A holder takes the lock, says so, and sleeps until killed; a contender tries once.
 _HOLD = """
@@ -24,7 +26,6 @@ _TRY = """
 import sys
 from synthetic_pretraining.training import run_lock
 
-pytestmark = pytest.mark.e2e
 try:
   run_lock.RunLock(sys.argv[1]).acquire()
 except run_lock.RunLockError as e:

@@ -58,6 +58,7 @@ def _assert_close(a, b):
 
 @pytest.mark.parametrize("changes", [
     {"remat_policy": "full"}, {"scan_layers": True, "remat_policy": "dots_saveable"}])
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_same_tree_loss_and_gradients_as_the_plain_model(plain, changes):
   model, params = plain
   other = _model(**changes)
@@ -68,6 +69,7 @@ def test_same_tree_loss_and_gradients_as_the_plain_model(plain, changes):
 
 
 @pytest.mark.parametrize("policy", ["full"])
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_remat_keeps_the_dropout_masks(plain, policy):
   model, params = plain
   key = jax.random.key(7)
@@ -75,6 +77,7 @@ def test_remat_keeps_the_dropout_masks(plain, policy):
                 _loss_and_grads(model, params, key))
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_scan_dropout_is_seeded_and_active(plain):
   _, params = plain
   scanned = _model(scan_layers=True, remat_policy="dots_saveable")
@@ -99,6 +102,7 @@ def test_checkpoints_load_across_layouts(plain, tmp_path):
   _assert_close(_loss_and_grads(model, back), _loss_and_grads(scanned, updated))
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_decoding_is_unchanged_by_scan(plain):
   model, params = plain
   batch = {"encoder_input_tokens": jnp.asarray(_batch()["encoder_input_tokens"])}

@@ -61,6 +61,7 @@ def test_sums_are_exact_up_to_the_quantum(values, exponent):
   assert pooled.std == pytest.approx(np.float64(x).std(), rel=1e-6, abs=float(quantum) * 8)
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_statistics_agree_with_numpy_float64_on_the_reference_checkpoint():
   flat = _reference()
   params = _random_params(T5_1_1_TINY, jax.devices(), 2)
@@ -95,6 +96,7 @@ def _transform(source, devices, num_partitions, scheme):
   return random, init(random, partitioner=None, seed=11), init.plan(random)
 
 
+@pytest.mark.e2e  # over 15 s: not in make test-fast
 def test_transform_is_bitwise_identical_on_one_device_and_on_4x2_and_8x1_meshes(trained_source):
   scheme = "per_param_grouping___init_mean_std"
   _, one, plan_one = _transform(trained_source[0], jax.devices()[:1], 1, scheme)

@@ -17,6 +17,8 @@ from synthetic_pretraining.synthetic import simple_tasks
 from synthetic_pretraining.synthetic.common import TokenSpace
 from synthetic_pretraining.synthetic.sources import SyntheticSource
 
+pytestmark = pytest.mark.unit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One task of each kind: simple, LIME, text, span-corrupted, downstream, shipped data.
 SAMPLE_TASKS = ("set", "induct", "nonsense_summary", "nesting_language", "mtop", "squad_offline",
@@ -27,7 +29,6 @@ T5X_STYLE = f"""
 from __gin__ import dynamic_registration
 import seqio
 
-pytestmark = pytest.mark.unit
 VOCABULARY = @seqio.SentencePieceVocabulary()
 seqio.SentencePieceVocabulary.sentencepiece_model_file = "{vocabularies.CPU_SENTENCEPIECE_MODEL}"
 seqio.SentencePieceVocabulary.extra_ids = 100
