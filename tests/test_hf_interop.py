@@ -341,3 +341,123 @@ def test_model_that_differs_beyond_shapes_is_refused(tmp_path):
   with pytest.raises(hf_format.HFFormatError, match="activations"):
     preflight.check_initial_checkpoint(directory, abstract, "INITIAL_CHECKPOINT_PATH",
                                        model.config)
+
+
+@pytest.mark.e2e
+def test_pytorch_bin_reads_like_safetensors(tmp_path):
+  torch, _ = _torch()
+  hf_model, directory = _hf_model(tmp_path, t5_1_1=True)
+  as_bin = tmp_path / "as_bin"
+  as_bin.mkdir()
+  (as_bin / "config.json").write_text(open(os.path.join(directory, "config.json")).read())
+  torch.save(hf_model.state_dict(), str(as_bin / hf_format.TORCH_BIN))
+  expected = resolver.resolve(directory).source.read_numpy()
+  read = resolver.resolve(str(as_bin)).source.read_numpy()
+  assert sorted(read) == sorted(expected)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(read[name], value)
+
+
+# --- statistics-only initialisation from a transformers checkpoint -----------------------------
+
+@pytest.mark.e2e
+def test_statistics_init_from_transformers_equals_the_one_from_our_checkpoint(tmp_path):
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.stats_init import __main__ as stats_cli  # pylint: disable=import-outside-toplevel
+  torch, transformers = _torch()
+  torch.manual_seed(5)
+  config = transformers.T5Config(vocab_size=VOCAB, d_model=8, d_kv=3, d_ff=16, num_heads=4,
+                                 num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-gelu",
+                                 tie_word_embeddings=False, decoder_start_token_id=0)
+  hf_model = transformers.T5ForConditionalGeneration(config)
+  with torch.no_grad():
+    for p in hf_model.parameters():
+      p.add_(0.3 * torch.randn_like(p))
+    hf_model.lm_head.weight = torch.nn.Parameter(torch.randn(VOCAB, 8))
+  directory = str(tmp_path / "hf")
+  hf_model.save_pretrained(directory)
+  _ensure_lm_head(directory, hf_model.lm_head.weight.detach().numpy())
+  ours = str(tmp_path / "ours")
+  flat = resolver.resolve(directory).source.read_numpy()
+  orbax_format.save_params(ours, traverse_util.unflatten_dict(flat, sep="/"))
+
+  def draw(source, out):
+    return stats_cli.main(["--gin_file=gin/models/t5_1_1/tiny.gin",
+                           f"--gin.network.T5Config.vocab_size={VOCAB}",
+                           f"--checkpoint={source}", "--scheme=per_param_grouping___init_scale",
+                           f"--output_dir={out}", "--seed=7"])
+
+  assert draw(directory, str(tmp_path / "from_hf")) == 0
+  assert draw(ours, str(tmp_path / "from_ours")) == 0
+  from_hf = resolver.resolve(str(tmp_path / "from_hf")).source.read_numpy()
+  from_ours = resolver.resolve(str(tmp_path / "from_ours")).source.read_numpy()
+  assert sorted(from_hf) == sorted(from_ours)
+  for name, value in from_ours.items():
+    np.testing.assert_array_equal(from_hf[name], value)
+  stats = [json.load(open(tmp_path / d / "stats.json")) for d in ("from_hf", "from_ours")]
+  assert stats[0]["groups"] == stats[1]["groups"]  # the same statistics, bit for bit
+  assert stats[0]["source"] == directory
+
+
+# --- our trained model -> export_hf -> transformers --------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+  import toy_tasks  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  model_dir = str(tmp_path_factory.mktemp("run") / "toy")
+  assert train.main(["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
+                     f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+                     "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+                     "--gin.TRAIN_STEPS=30", "--gin.BATCH_SIZE=16",
+                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+                     "--gin.EVAL_STEPS=2", "--gin.EVAL_PERIOD=30",
+                     *MODEL_BINDINGS]) == 0
+  return model_dir
+
+
+MODEL_BINDINGS = ("--gin.network.T5Config.emb_dim=64", "--gin.network.T5Config.mlp_dim=128",
+                  "--gin.network.T5Config.num_decoder_layers=3")
+
+
+@pytest.mark.e2e
+def test_trained_run_exported_loads_in_transformers_with_the_same_outputs(tmp_path, trained_dir):
+  import gin  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import export_hf  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import gin_utils  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.data import vocabularies  # pylint: disable=import-outside-toplevel
+  _, transformers = _torch()
+  out = str(tmp_path / "hf")
+  assert export_hf.main([f"--checkpoint={trained_dir}", "--gin_file=gin/models/t5_1_0/cpu.gin",
+                         *MODEL_BINDINGS, f"--output_dir={out}"]) == 0
+  assert sorted(os.listdir(out)) == ["config.json", "model.safetensors", "special_tokens_map.json",
+                                     "spiece.model", "tokenizer_config.json"]
+  hf_model, info = transformers.T5ForConditionalGeneration.from_pretrained(
+      out, output_loading_info=True)
+  assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys",
+                                   "error_msgs")), info
+  hf_model.eval()
+  tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+  gin.clear_config()
+  gin_utils.parse(["gin/models/t5_1_0/cpu.gin"], [b[len("--gin."):] for b in MODEL_BINDINGS])
+  vocabulary = vocabularies.configured_vocabulary()
+  text = "copy the sentence: reverse these words please"
+  assert tokenizer(text).input_ids == list(vocabulary.encode(text)) + [1]
+  assert tokenizer.convert_tokens_to_ids("<extra_id_0>") == vocabulary.vocab_size - 1
+  model = models.EncoderDecoderModel(
+      config=network.T5Config(**{**gin.get_configurable(network.T5Config)().__dict__,
+                                 "vocab_size": hf_model.config.vocab_size, "dropout_rate": 0.0}))
+  params = traverse_util.unflatten_dict(resolver.resolve(trained_dir).source.read_numpy(), sep="/")
+  rng = np.random.RandomState(3)
+  inputs = rng.randint(3, 40, size=(4, 10)).astype(np.int32)
+  inputs[:, -1] = 1
+  decoder_inputs = np.concatenate([np.zeros((4, 1), np.int32), inputs[:, ::-1][:, :6]], axis=1)
+  difference = np.abs(_hf_logits(hf_model, inputs, decoder_inputs) -
+                      _our_logits(model, params, inputs, decoder_inputs)).max()
+  print(f"max |logit difference| (trained cpu model): {difference:.2e}")
+  assert difference < ATOL
+  np.testing.assert_array_equal(_our_greedy(model, params, inputs, 12),
+                                _hf_greedy(hf_model, inputs, 12))
+  # Exporting again into the same directory is refused in one line.
+  assert export_hf.main([f"--checkpoint={trained_dir}", "--gin_file=gin/models/t5_1_0/cpu.gin",
+                         *MODEL_BINDINGS, f"--output_dir={out}"]) == 1
