@@ -461,3 +461,76 @@ def test_trained_run_exported_loads_in_transformers_with_the_same_outputs(tmp_pa
   # Exporting again into the same directory is refused in one line.
   assert export_hf.main([f"--checkpoint={trained_dir}", "--gin_file=gin/models/t5_1_0/cpu.gin",
                          *MODEL_BINDINGS, f"--output_dir={out}"]) == 1
+
+
+# --- gs:// --------------------------------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_read_from_and_export_to_gcs(tmp_path, gcs):
+  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
+  _, directory = _hf_model(tmp_path, t5_1_1=True)
+  remote = f"{gcs.url}/models/tiny"
+  for name in os.listdir(directory):
+    paths.write_atomic(f"{remote}/{name}", open(os.path.join(directory, name), "rb").read())
+  found = resolver.resolve(remote)
+  assert found.kind == "transformers"
+  expected = resolver.resolve(directory).source.read_numpy()
+  read = found.source.read_numpy()
+  for name, value in expected.items():
+    np.testing.assert_array_equal(read[name], value)
+  model, params = _ours(found.source)
+  again, flat = _write_ours(tmp_path, model, params, "unused")
+  del again
+  exported = hf_writer.write(f"{gcs.url}/exports/tiny", hf_writer.architecture_of(model.config),
+                             flat.__getitem__)
+  reread = resolver.resolve(exported).source.read_numpy()
+  for name, value in flat.items():
+    np.testing.assert_array_equal(reread[name], value)
+
+
+# --- provenance: run.json, the report, mini_table1 ------------------------------------------------
+
+@pytest.mark.e2e
+def test_finetuning_from_a_transformers_t5_records_it_and_the_report_names_it(tmp_path):
+  import toy_tasks  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import report  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import run_record  # pylint: disable=import-outside-toplevel
+  torch, transformers = _torch()
+  torch.manual_seed(0)
+  # The shape of cpu.gin with mini_table1's TOY_MODEL sizes (vocabulary cpu_sp: 4,100 -> 4,224).
+  config = transformers.T5Config(vocab_size=4224, d_model=32, d_kv=16, d_ff=64, num_heads=2,
+                                 num_layers=2, num_decoder_layers=2, decoder_start_token_id=0)
+  directory = str(tmp_path / "t5-tiny-natural")
+  transformers.T5ForConditionalGeneration(config).save_pretrained(directory)
+  model_dir = str(tmp_path / "finetune")
+  assert train.main(["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/finetune.gin",
+                     "--gin_file=gin/experiments/init/checkpoint_load_all.gin",
+                     f"--gin.PRETRAINED_CHECKPOINT='{directory}'",
+                     "--gin.network.T5Config.emb_dim=32", "--gin.network.T5Config.mlp_dim=64",
+                     "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=16",
+                     f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+                     "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.MODEL_DIR='{model_dir}'",
+                     "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.EVAL_PERIOD=2",
+                     "--gin.EVAL_STEPS=1", "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}",
+                     "--gin.run_label.label='natural'"]) == 0
+  record = run_record.read(model_dir)
+  assert record.init == {"kind": "checkpoint", "path": directory, "load": "all",
+                         "format": "transformers", "model": "t5-tiny-natural"}
+  text, _, _ = report.build([model_dir], metrics=("eval:accuracy",))
+  assert f"Natural baseline 'natural': finetuned from the transformers T5 't5-tiny-natural' " \
+         f"({directory})" in text
+
+
+@pytest.mark.unit
+def test_mini_table1_takes_a_transformers_t5_as_natural_baseline():
+  import sys  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "launch"))
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  import mini_table1  # pylint: disable=import-outside-toplevel
+  preset = dataclasses.replace(mini_table1.PRESETS["gpu"], natural_checkpoint="gs://b/t5-small")
+  assert "natural" not in {r.label for r in mini_table1.pretrain_runs(preset, "/out")}
+  natural = [r for r in mini_table1.finetune_runs(preset, "/out") if r.label == "natural"]
+  assert natural and all("--gin.PRETRAINED_CHECKPOINT='gs://b/t5-small'" in r.flags
+                         for r in natural)
+  assert all("--gin_file=gin/experiments/init/checkpoint_load_all.gin" in r.flags for r in natural)

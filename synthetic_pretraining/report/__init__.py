@@ -32,6 +32,9 @@ def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural=
   comparisons = [c for m in metrics for c in protocol.compare(runs, m, random, natural)]
   parts = ["## Finetuning: score at the step of best validation token accuracy\n",
            render.comparison_markdown(comparisons, random, natural)]
+  origins = protocol.baseline_origins(runs, natural)
+  if origins:
+    parts.append(f"Natural baseline '{natural}': finetuned from {'; '.join(origins)}.\n")
   splits = protocol.position_splits(runs)
   if splits:
     parts += ["## What the validation token accuracy is made of\n",
