@@ -534,3 +534,30 @@ def test_mini_table1_takes_a_transformers_t5_as_natural_baseline():
   assert natural and all("--gin.PRETRAINED_CHECKPOINT='gs://b/t5-small'" in r.flags
                          for r in natural)
   assert all("--gin_file=gin/experiments/init/checkpoint_load_all.gin" in r.flags for r in natural)
+
+
+@pytest.mark.e2e
+def test_eval_and_infer_read_a_transformers_checkpoint(tmp_path):
+  import toy_tasks  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import evaluation  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import inference  # pylint: disable=import-outside-toplevel
+  torch, transformers = _torch()
+  torch.manual_seed(0)
+  config = transformers.T5Config(vocab_size=VOCAB, d_model=8, d_kv=3, d_ff=16, num_heads=4,
+                                 num_layers=2, num_decoder_layers=2, decoder_start_token_id=0)
+  directory = str(tmp_path / "t5")
+  transformers.T5ForConditionalGeneration(config).save_pretrained(directory)
+  common = ["--gin_file=gin/models/t5_1_0/tiny.gin", f"--gin.network.T5Config.vocab_size={VOCAB}",
+            f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
+            "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.CHECKPOINT_PATH='{directory}'",
+            "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}"]
+  # What `python -m synthetic_pretraining.eval` and `.infer` run.
+  assert train.main([*common, "--gin_file=gin/runs/eval.gin", "--gin.BATCH_SIZE=8",
+                     "--gin.EVAL_STEPS=1", f"--gin.EVAL_OUTPUT_DIR='{tmp_path / 'eval'}'"],
+                    entry_point=evaluation.evaluate_checkpoint) == 0
+  assert train.main([*common, "--gin_file=gin/runs/infer.gin", "--gin.SPLIT='validation'",
+                     "--gin.EVALUATOR_NUM_EXAMPLES=8",
+                     f"--gin.INFER_OUTPUT_DIR='{tmp_path / 'infer'}'"],
+                    entry_point=inference.infer) == 0
+  assert os.listdir(tmp_path / "eval") and os.listdir(tmp_path / "infer")
