@@ -561,3 +561,65 @@ def test_eval_and_infer_read_a_transformers_checkpoint(tmp_path):
                      f"--gin.INFER_OUTPUT_DIR='{tmp_path / 'infer'}'"],
                     entry_point=inference.infer) == 0
   assert os.listdir(tmp_path / "eval") and os.listdir(tmp_path / "infer")
+
+
+@pytest.mark.e2e
+def test_scaled_output_layer_with_its_own_weights_is_read_with_the_scale_folded_in(tmp_path):
+  """T5 1.0's scaled head, but untied (lm_head.weight differs from shared.weight)."""
+  torch, _ = _torch()
+  hf_model, directory = _hf_model(tmp_path, t5_1_1=False)
+  with torch.no_grad():
+    hf_model.lm_head.weight = torch.nn.Parameter(torch.randn(VOCAB, 16))
+  hf_model.config.tie_word_embeddings = True
+  path = os.path.join(directory, hf_format.SAFETENSORS)
+  stored = hf_format.SafetensorsFile(path)
+  arrays = {n: np.array(stored.read_rows(n)) for n in stored.tensors}
+  arrays["lm_head.weight"] = hf_model.lm_head.weight.detach().numpy()
+  hf_format.write_safetensors(path, {n: (a.shape, a.dtype) for n, a in arrays.items()},
+                              arrays.items(), {"format": "pt"})
+  source = resolver.resolve(directory).source
+  assert not source.architecture.logits_via_embedding  # read as an untied kernel
+  model, params = _ours(source)
+  inputs, decoder_inputs = _batch(2)
+  difference = np.abs(_hf_logits(hf_model, inputs, decoder_inputs) -
+                      _our_logits(model, params, inputs, decoder_inputs)).max()
+  assert difference < ATOL
+  np.testing.assert_array_equal(_our_greedy(model, params, inputs), _hf_greedy(hf_model, inputs))
+
+
+@pytest.mark.unit
+def test_bfloat16_export_reads_back_as_the_rounded_values(tmp_path):
+  import ml_dtypes  # pylint: disable=import-outside-toplevel
+  config = network.T5Config(vocab_size=64, emb_dim=8, num_heads=2, head_dim=4, mlp_dim=16,
+                            num_encoder_layers=1, num_decoder_layers=2,
+                            activations=("gelu", "linear"), logits_via_embedding=False)
+  model = models.EncoderDecoderModel(config=config)
+  flat = {p: np.asarray(v) for p, v in traverse_util.flatten_dict(
+      model.init_params(jax.random.key(0)), sep="/").items()}
+  directory = hf_writer.write(str(tmp_path / "bf16"), hf_writer.architecture_of(config),
+                              flat.__getitem__, dtype=np.dtype(ml_dtypes.bfloat16))
+  source = resolver.resolve(directory).source
+  assert {dtype for _, dtype in source.metadata().values()} == {"bfloat16"}
+  for name, value in source.read_numpy().items():
+    np.testing.assert_array_equal(value, flat[name].astype(ml_dtypes.bfloat16))
+
+
+@pytest.mark.e2e
+def test_export_hf_refuses_a_checkpoint_of_another_model_in_one_line(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  _, directory = _hf_model(tmp_path, t5_1_1=True)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, "-m", "synthetic_pretraining.export_hf", f"--checkpoint={directory}",
+       "--gin_file=gin/models/t5_1_0/tiny.gin", f"--output_dir={tmp_path / 'out'}",
+       # The transformers model's sizes, but T5 1.0 (ReLU MLP, tied output layer).
+       f"--gin.network.T5Config.vocab_size={VOCAB}", "--gin.network.T5Config.emb_dim=16",
+       "--gin.network.T5Config.head_dim=4", "--gin.network.T5Config.mlp_dim=32",
+       "--gin.network.T5Config.num_decoder_layers=3"],
+      cwd=root, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu"))
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+  assert "another architecture" in lines[0] and "logits_dense" in lines[0]
+  assert not os.path.exists(tmp_path / "out")
