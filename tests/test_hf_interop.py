@@ -1,8 +1,8 @@
 """transformers T5 in and out: parity with transformers' own model, round trips, provenance.
 
 Offline: the transformers models are tiny random ones made here and saved with save_pretrained;
-nothing comes from a hub. Tolerance: logits agree within RTOL = 2e-5 of the batch's largest
-|logit| (float32 on CPU; measured ratios 3e-7 to 5e-6, docs/hf.md) and greedy decodes are
+nothing comes from a hub. Tolerance: logits agree within RTOL = 5e-5 of the batch's largest
+|logit| (float32 on CPU; measured ratios 3e-7 to 1.2e-5, docs/hf.md) and greedy decodes are
 identical.
 """
 import json
@@ -23,7 +23,7 @@ from synthetic_pretraining.model import network
 
 # Logits agree within RTOL of the largest |logit| of the batch (at least 1): float32 summation
 # order differs between XLA and torch, and the error grows with the logits' magnitude.
-RTOL = 2e-5
+RTOL = 5e-5
 VOCAB = 128
 DECODE_LENGTH = 8
 
@@ -631,3 +631,32 @@ def test_export_hf_refuses_a_checkpoint_of_another_model_in_one_line(tmp_path):
   assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
   assert "another architecture" in lines[0] and "logits_dense" in lines[0]
   assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.e2e
+def test_a_directory_laid_out_as_the_published_t5_small_reads_as_tied_and_scaled(tmp_path):
+  """t5-small's published files: a transformers 4 config (no scale_decoder_outputs, no
+  tie_word_embeddings, architectures T5WithLMHeadModel) and copies of the embedding under
+  encoder/decoder.embed_tokens and lm_head, plus an unused cross-attention position table."""
+  hf_model, directory = _hf_model(tmp_path, t5_1_1=False)
+  path = os.path.join(directory, hf_format.SAFETENSORS)
+  stored = hf_format.SafetensorsFile(path)
+  arrays = {n: np.array(stored.read_rows(n)) for n in stored.tensors}
+  for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+    arrays[copy] = arrays["shared.weight"]
+  arrays["decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"] = np.ones(
+      (32, 4), np.float32)
+  hf_format.write_safetensors(path, {n: (a.shape, a.dtype) for n, a in arrays.items()},
+                              arrays.items(), {"format": "pt"})
+  config = json.load(open(os.path.join(directory, "config.json")))
+  for key in ("scale_decoder_outputs", "tie_word_embeddings", "dense_act_fn", "is_gated_act"):
+    config.pop(key, None)
+  config["architectures"] = ["T5WithLMHeadModel"]
+  json.dump(config, open(os.path.join(directory, "config.json"), "w"))
+  source = resolver.resolve(directory).source
+  assert source.architecture.logits_via_embedding
+  assert "decoder/logits_dense/kernel" not in source.metadata()
+  model, params = _ours(source)
+  inputs, decoder_inputs = _batch(4)
+  _check_logits(_hf_logits(hf_model, inputs, decoder_inputs),
+                _our_logits(model, params, inputs, decoder_inputs), "t5-small layout")
