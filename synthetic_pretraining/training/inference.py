@@ -199,7 +199,8 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   pipeline.check_feature_lengths(inference_cfg.task_feature_lengths)
   preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],
                       initial_checkpoint=checkpoint_path, abstract_params=abstract,
-                      checkpoint_flag="CHECKPOINT_PATH")
+                      checkpoint_flag="CHECKPOINT_PATH",
+                      model_config=getattr(model, "config", None))
   params, step = resolver.read_params(checkpoint_path, abstract)
   results = evaluate(model, params, partitioner, inference_cfg)
   writer = metrics_writer.MetricsWriter(output_dir)

@@ -48,10 +48,11 @@ def check_writable(path: paths.PathLike, flag: str) -> None:
     raise errors.UsageError(f"{flag}={target} cannot be written: no write permission on {existing}.")
 
 
-def check_initial_checkpoint(path: Optional[str], abstract_params,
-                             flag: str) -> Optional[resolver.ResolvedCheckpoint]:
-  """`path` holds a checkpoint whose parameters fit the model (metadata only); returns what was
-  found, so that the caller reads it without resolving and checking it again."""
+def check_initial_checkpoint(path: Optional[str], abstract_params, flag: str,
+                             model_config=None) -> Optional[resolver.ResolvedCheckpoint]:
+  """`path` holds a checkpoint whose parameters fit the model (metadata only; `model_config`,
+  the model's T5Config, for what shapes do not show); returns what was found, so that the
+  caller reads it without resolving and checking it again."""
   if not path:
     return None
   try:
@@ -63,7 +64,7 @@ def check_initial_checkpoint(path: Optional[str], abstract_params,
   absl_logger = logging.getLogger("absl")
   absl_logger.addFilter(_drop_missing_metadata_note)
   try:
-    return resolver.check_params(found, abstract_params)
+    return resolver.check_params(found, abstract_params, model_config)
   finally:
     absl_logger.removeFilter(_drop_missing_metadata_note)
 
@@ -76,7 +77,8 @@ def check_run(*, partitioner: partitioning.PjitPartitioner,
               datasets: Iterable[Optional[pipeline.DatasetConfig]] = (),
               output_dirs: Iterable[tuple] = (), initial_checkpoint: Optional[str] = None,
               abstract_params=None,
-              checkpoint_flag: str = "INITIAL_CHECKPOINT_PATH") -> Optional[resolver.ResolvedCheckpoint]:
+              checkpoint_flag: str = "INITIAL_CHECKPOINT_PATH",
+              model_config=None) -> Optional[resolver.ResolvedCheckpoint]:
   """All checks of one run; `output_dirs` are (path, flag) pairs.
 
   Returns the checked `initial_checkpoint` (None without one): pass it on to
@@ -86,4 +88,5 @@ def check_run(*, partitioner: partitioning.PjitPartitioner,
     check_dataset(cfg, partitioner)
   for path, flag in output_dirs:
     check_writable(path, flag)
-  return check_initial_checkpoint(initial_checkpoint, abstract_params, checkpoint_flag)
+  return check_initial_checkpoint(initial_checkpoint, abstract_params, checkpoint_flag,
+                                  model_config)

@@ -7,11 +7,16 @@ writes it once a run has its initial state (`trainer.train`, next to config.gin)
 
     {"version": 1, "task": "squad_offline", "seed": 1, "train_steps": 300, "batch_size": 32,
      "lengths": {"inputs": 512, "targets": 32}, "label": null,
-     "init": {"kind": "checkpoint", "path": "/runs/pretrain/set", "load": "all_but_embedding"}}
+     "init": {"kind": "checkpoint", "path": "/runs/pretrain/set", "load": "all_but_embedding",
+              "format": "ours"}}
 
 `init.kind` is one of 'random', 'checkpoint', 'statistics' (with `scheme` and `source`) and
 'custom' (with `constants` and `stds`). `label` is an optional name for the method the run
 stands for (gin: `run_label.label = 'set'`), which reports prefer over a derived name.
+
+Provenance: a checkpoint init (and a statistics source) records where it came from: `format`
+'ours' (a run or checkpoint of this framework), 't5x' or 'transformers' (a Hugging Face T5
+directory, with `model`: its name, e.g. 't5-small'); `describe_origin` names it in reports.
 """
 import dataclasses
 import json
@@ -55,6 +60,8 @@ class RunRecord:
       return self.label
     kind = self.init.get("kind")
     name = lambda path: (source_task(path) if source_task else None) or str(path)
+    if kind == "checkpoint" and self.init.get("format") == "transformers":
+      return f"transformers:{self.init.get('model')}"
     if kind == "checkpoint":
       return name(self.init["path"])
     if kind == "statistics":
@@ -66,6 +73,45 @@ class RunRecord:
     return "random"
 
 
+def checkpoint_origin(path: Optional[str]) -> Dict[str, Any]:
+  """{'format': 'ours' | 't5x' | 'transformers' [, 'model': name]} of a checkpoint path ({} when
+  it cannot be classified now, e.g. a source that has gone)."""
+  if not path:
+    return {}
+  # Imported here: the checkpoint layer is needed only by runs that start from a checkpoint.
+  from synthetic_pretraining.checkpointing import resolver  # pylint: disable=import-outside-toplevel
+  try:
+    found = resolver.resolve(paths.as_str(path), allow_stats=True)
+  except (ValueError, OSError):  # UsageError is a ValueError
+    return {}
+  if found.kind == "stats":
+    return {"format": "stats"}
+  origin: Dict[str, Any] = {"format": "t5x" if found.kind.startswith("t5x") else found.kind}
+  if found.kind == "transformers":
+    from synthetic_pretraining.checkpointing import hf_format  # pylint: disable=import-outside-toplevel
+    try:
+      name = hf_format.read_config(found.step_dir).get("_name_or_path")
+    except ValueError:
+      name = None
+    origin["model"] = str(name or found.step_dir.rstrip("/").rsplit("/", 1)[-1])
+  return origin
+
+
+def describe_origin(init: Mapping[str, Any]) -> str:
+  """A short phrase naming where an `init` entry's checkpoint came from (for reports)."""
+  path = init.get("path") or init.get("source")
+  fmt = init.get("format") or init.get("source_format")
+  if init.get("kind") == "random":
+    return "random initialisation"
+  if fmt == "transformers":
+    return f"the transformers T5 '{init.get('model') or init.get('source_model')}' ({path})"
+  if fmt == "t5x":
+    return f"a t5x checkpoint ({path})"
+  if init.get("kind") == "statistics":
+    return f"statistics ({init.get('scheme')}) of {path}"
+  return f"a run of this framework ({path})" if fmt == "ours" else str(path)
+
+
 def describe_init(initial_checkpoint_path: Optional[str], initial_checkpoint_load: str,
                   param_initializer) -> Dict[str, Any]:
   """The `init` entry of a run from the trainer's arguments.
@@ -75,13 +121,15 @@ def describe_init(initial_checkpoint_path: Optional[str], initial_checkpoint_loa
   are applied on top of is kept under `base`.
   """
   base = ({"kind": "checkpoint", "path": paths.as_str(initial_checkpoint_path),
-           "load": initial_checkpoint_load} if initial_checkpoint_path else {"kind": "random"})
+           "load": initial_checkpoint_load, **checkpoint_origin(initial_checkpoint_path)}
+          if initial_checkpoint_path else {"kind": "random"})
   if param_initializer is None:
     return base
   if getattr(param_initializer, "scheme", None):
     source = param_initializer.checkpoint or param_initializer.stats_file
     init = {"kind": "statistics", "scheme": param_initializer.scheme,
             "source": paths.as_str(source) if source else None}
+    init.update({f"source_{k}": v for k, v in checkpoint_origin(source).items()})
   elif hasattr(param_initializer, "constants"):
     init = {"kind": "custom", "constants": dict(param_initializer.constants),
             "stds": dict(getattr(param_initializer, "stds", {}))}

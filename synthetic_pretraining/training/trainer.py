@@ -136,7 +136,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
       partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg, *extra_datasets),
       output_dirs=[(model_dir, "MODEL_DIR")],
       abstract_params=partitioning.abstract_params(model, partitioner, jax.random.key(seed)),
-      initial_checkpoint=None if resuming else init_cfg.checkpoint_path)
+      initial_checkpoint=None if resuming else init_cfg.checkpoint_path,
+      model_config=getattr(model, "config", None))
   run_lock.acquire(model_dir)  # one writer per MODEL_DIR (process 0); freed when the binary ends
   run = TrainingRun(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg, partitioner,
                     model_dir, total_steps, seed, eval_cfg or EvalConfig(),
