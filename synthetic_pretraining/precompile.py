@@ -214,8 +214,9 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
   params_bytes = per_device_bytes(trainer.abstract_params)
   opt_bytes = per_device_bytes(trainer.abstract_opt_state)
   step = jax.ShapeDtypeStruct((), jnp.int32, sharding=partitioner.replicated())
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=partitioner.replicated())
   lowered = trainer.jit_train_step(batch).lower(trainer.abstract_params, trainer.abstract_opt_state,
-                                                batch, step)
+                                                batch, step, key)
   reports = [_report("train", lowered, params_bytes, opt_bytes, hbm)]
   if decode:
     predict = inference.jit_predict_step(model, trainer.param_shardings,
