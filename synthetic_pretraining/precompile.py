@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synthetic_pretraining import cli
+from synthetic_pretraining.training import accelerators
 from synthetic_pretraining import errors
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining.training import inference
@@ -282,6 +283,7 @@ def _epilog() -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Parses flags and gin, compiles, prints and writes the table; returns the exit status (1 with
   a one-line error for bad input, `cli.run`)."""
+  accelerators.hide_gpus_from_tensorflow()  # before JAX allocates (TensorFlow: data only)
   return cli.run(_main, argv)
 
 
