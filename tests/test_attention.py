@@ -24,9 +24,11 @@ T5_1_1_TINY = dataclasses.replace(T5_1_0_TINY, activations=("gelu", "linear"),
                                   logits_via_embedding=False)
 # 'xla' computes the same float32 logits, softmax and products as 'einsum' but masks with a
 # select instead of adding -1e10 and fuses differently, so sums associate differently. Measured
-# on the CPU: loss and gradients agree to <= 3e-7 relative (a few float32 ulps); the bound
-# leaves room for other CPUs and XLA versions while staying far below any modelling difference.
-RTOL, ATOL = 2e-5, 2e-6
+# on the CPU (jax 0.10.2 and 0.12.1): loss within 9e-8 relative; gradients within 1.7e-6 absolute
+# where the largest is 5.5 (3e-7 of it), T5 1.0 and 1.1 tiny, padded and packed. The bounds
+# leave room for other CPUs and XLA versions, far below any modelling difference.
+LOSS_RTOL = 1e-6
+RTOL, ATOL = 2e-5, 5e-6
 
 
 def _padded_batch(rng):
@@ -83,7 +85,7 @@ def test_xla_equals_einsum_in_loss_and_gradients(config, layout):
   loss, grads = _loss_and_grads(config, params, batch)
   fused = dataclasses.replace(config, attention_implementation="xla")
   fused_loss, fused_grads = _loss_and_grads(fused, params, batch)
-  np.testing.assert_allclose(fused_loss, loss, rtol=RTOL)
+  np.testing.assert_allclose(fused_loss, loss, rtol=LOSS_RTOL)
   flat, fused_flat = (jax.tree_util.tree_flatten_with_path(g)[0] for g in (grads, fused_grads))
   for (path, g), (_, f) in zip(flat, fused_flat):
     np.testing.assert_allclose(f, g, rtol=RTOL, atol=ATOL, err_msg=jax.tree_util.keystr(path))
