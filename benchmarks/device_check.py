@@ -9,6 +9,7 @@ training/compiled_steps.py), no install of this package and no data: batches are
   python benchmarks/device_check.py --smoke            # same code path, tiny, on the CPU:
                                                        # seconds a case (compiling), 1-3 min all
   python benchmarks/device_check.py --out=x.json --peak_tflops=989.4 --budget_s=420
+  python benchmarks/device_check.py --wheels=DIR   # gin-config from DIR/gin_config-*.whl
 
 Cases (in order, so a time-out loses the least important):
   train  T5 1.1 base, bf16 activations, 'einsum' and 'cudnn' attention, dropout 0 (T5 1.1's)
@@ -39,6 +40,26 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+
+def use_carried_wheels(argv) -> None:
+  """Puts pure-Python wheels (gin-config) from --wheels=DIR on the path if they are not installed.
+
+  A GPU machine may have jax, flax, optax and numpy but not gin-config and no network; a carried
+  `gin_config-*.whl` is importable straight from the zip file.
+  """
+  folders = [a.split("=", 1)[1] for a in argv if a.startswith("--wheels=")]
+  for folder in folders + [os.environ.get("DEVICE_CHECK_WHEELS", "")]:
+    if folder and os.path.isdir(folder):
+      sys.path.extend(os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                      if f.endswith("-py3-none-any.whl"))
+
+
+try:
+  import gin  # noqa: F401  pylint: disable=unused-import
+except ImportError:
+  use_carried_wheels(sys.argv)
+
 from synthetic_pretraining.model import models  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import network  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import optimizers  # pylint: disable=wrong-import-position
@@ -261,6 +282,8 @@ def main(argv=None):
                       help="skip the cases left after this many seconds")
   parser.add_argument("--peak_tflops", type=float, default=None,
                       help="dense bf16 peak of the chip, if its name is not in the table")
+  parser.add_argument("--wheels", default=None,
+                      help="a folder of pure-Python wheels (gin-config) to use if not installed")
   parser.add_argument("--cases", default=None,
                       help="comma-separated subset, e.g. train:t5_1_1_base:cudnn,decode:t5_1_1_small:einsum:4")
   args = parser.parse_args(argv)
