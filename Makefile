@@ -32,3 +32,21 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs
+
+# Python 3.12 with the newest jax and flax the index serves (jax 0.12 needs Python >= 3.12): its
+# own virtual environment inside .venv/ (ignored, and skipped by the tests that walk the tree),
+# the unit tests (`pytest -m unit`). .ci/run's Python 3.12 leg runs it.
+PYTHON312 ?= python3.12
+VENV312 ?= $(VENV)/py312
+PY312 := $(VENV312)/bin/python
+
+$(VENV312)/.installed: setup.py
+	$(PYTHON312) -m venv $(VENV312)
+	$(PY312) -m pip install -q --upgrade pip
+	$(PY312) -m pip install -q -e '.[test]'
+	$(PY312) -c "import jax, flax, sys; print('Python', sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__)"
+	touch $@
+
+.PHONY: test-py312
+test-py312: $(VENV312)/.installed
+	$(TEST_ENV) $(PY312) -m pytest -q -m unit tests

@@ -28,7 +28,9 @@ setuptools.setup(
     package_data={"synthetic_pretraining.assets.gin": ["**/*.gin"],
                   "synthetic_pretraining.assets.data": ["**/*"]},
     install_requires=[
-        "jax>=0.6,<0.11",
+        # Python 3.11 resolves to jax 0.10 (the newest with 3.11 wheels); Python 3.12 to the newest
+        # the index serves (jax 0.12, flax 0.12.12 tested; .ci/run's Python 3.12 leg).
+        "jax>=0.6,<0.13",
         "flax>=0.10,<0.13",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11,<0.13",
@@ -58,7 +60,10 @@ setuptools.setup(
             # 2.13.0 is the CPU build these machines hold; an unpinned torch fetches a CUDA one.
             "torch==2.13.0", "transformers==5.25.0", "safetensors>=0.4",
         ],
-        "tpu": ["jax[tpu]>=0.6,<0.11"],
-        "gpu": ["jax[cuda12]>=0.6,<0.11"],
+        # Accelerators (README "GPUs and TPUs"): `[gpu]` is CUDA 13 (current drivers, jax >= 0.7.2
+        # ships the cuda13 plugin), `[cuda12]` for older drivers, `[tpu]` for Cloud TPU VMs.
+        "tpu": ["jax[tpu]>=0.6,<0.13"],
+        "gpu": ["jax[cuda13]>=0.7.2,<0.13"],
+        "cuda12": ["jax[cuda12]>=0.6,<0.13"],
     },
 )

@@ -39,6 +39,7 @@ import gin
 import tqdm
 
 from synthetic_pretraining import cli
+from synthetic_pretraining.training import accelerators
 from synthetic_pretraining import errors
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining import gin_utils
@@ -145,6 +146,7 @@ def export(name: str, split: str, num_examples: int, output: str, seed: int = 0,
 
 def main(argv=None) -> int:
   """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  accelerators.hide_gpus_from_tensorflow()  # before JAX allocates (TensorFlow: data only)
   return cli.run(_main, argv)
 
 

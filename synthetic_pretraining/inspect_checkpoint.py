@@ -16,6 +16,7 @@ import numpy as np
 
 from synthetic_pretraining.checkpointing import resolver
 from synthetic_pretraining import cli
+from synthetic_pretraining.training import accelerators
 
 
 def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
@@ -40,6 +41,7 @@ def describe(path: str) -> Dict:
 
 def main(argv=None) -> int:
   """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  accelerators.hide_gpus_from_tensorflow()  # before JAX allocates (TensorFlow: data only)
   return cli.run(_main, argv)
 
 

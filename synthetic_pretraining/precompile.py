@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synthetic_pretraining import cli
+from synthetic_pretraining.training import accelerators
 from synthetic_pretraining import errors
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining.training import inference
@@ -214,8 +215,9 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
   params_bytes = per_device_bytes(trainer.abstract_params)
   opt_bytes = per_device_bytes(trainer.abstract_opt_state)
   step = jax.ShapeDtypeStruct((), jnp.int32, sharding=partitioner.replicated())
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=partitioner.replicated())
   lowered = trainer.jit_train_step(batch).lower(trainer.abstract_params, trainer.abstract_opt_state,
-                                                batch, step)
+                                                batch, step, key)
   reports = [_report("train", lowered, params_bytes, opt_bytes, hbm)]
   if decode:
     predict = inference.jit_predict_step(model, trainer.param_shardings,
@@ -281,6 +283,7 @@ def _epilog() -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Parses flags and gin, compiles, prints and writes the table; returns the exit status (1 with
   a one-line error for bad input, `cli.run`)."""
+  accelerators.hide_gpus_from_tensorflow()  # before JAX allocates (TensorFlow: data only)
   return cli.run(_main, argv)
 
 

@@ -28,6 +28,7 @@ import gin
 # Registers every configurable that gin files may name.
 from synthetic_pretraining import errors
 from synthetic_pretraining import cli
+from synthetic_pretraining.training import accelerators
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.training import distributed
 from synthetic_pretraining import gin_utils
@@ -55,6 +56,7 @@ def main(argv=None, entry_point=None) -> int:
 
   Bad input ends in one line on stderr and exit code 1 (`cli.run`; `--verbose` adds the traceback).
   """
+  accelerators.hide_gpus_from_tensorflow()  # before JAX allocates (TensorFlow: data only)
   return cli.run(lambda args: _main(args, entry_point), argv)
 
 

@@ -5,9 +5,10 @@ Every parameter is created through `nn.with_logical_partitioning`, so its logica
 partitioner can map them onto a device mesh.
 """
 import functools
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,8 +134,82 @@ def dropout_attention_weights(weights: jax.Array, rate: float, rng: jax.Array) -
   return weights * jnp.broadcast_to(scale, weights.shape)
 
 
+# How attention is computed (`network.T5Config.attention_implementation`): 'einsum' is t5x's
+# einsum + float32 softmax on an additive bias; 'xla' and 'cudnn' call `jax.nn.dot_product_attention`
+# with that implementation (cuDNN's fused flash attention needs a GPU and bf16/fp16 activations).
+ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
+
+
+@flax.struct.dataclass
+class FusedAttentionBias:
+  """What a fused attention gets instead of one additive bias [batch, heads, q, k].
+
+  T5's relative-position bias stays separate, [1, heads, q, k] (broadcast over the batch, one
+  slice per head: the shape whose gradient cuDNN computes), and which keys a query may see is
+  given as a boolean `mask` [batch, 1, q, k], as sequence lengths (cuDNN's padding mask, for
+  trailing padding) and/or `causal` (cuDNN skips the blocks above the diagonal).
+
+  Attributes:
+    relpos: [1, heads, q, k] relative-position bias, or None (cross-attention has none).
+    mask: bool [batch or 1, 1, q, k], True where attending is allowed, or None.
+    query_lengths, key_lengths: int32 [batch] valid (leading) positions, or None.
+    causal: a query sees no later key (static).
+  """
+  relpos: Optional[jax.Array] = None
+  mask: Optional[jax.Array] = None
+  query_lengths: Optional[jax.Array] = None
+  key_lengths: Optional[jax.Array] = None
+  causal: bool = flax.struct.field(pytree_node=False, default=False)
+
+
+def attention_bias(implementation: str, relpos, query_valid, key_valid, causal: bool = False,
+                   query_segments=None, key_segments=None):
+  """The bias argument of `MultiHeadAttention` for `implementation`.
+
+  'einsum': one additive float32 bias [batch, heads, q, k] (`make_attention_mask` + `relpos`),
+  exactly today's. 'xla': a `FusedAttentionBias` with the relative-position bias and one boolean
+  mask holding padding, packing and causality. 'cudnn': without packing, padding becomes sequence
+  lengths and causality cuDNN's causal mask (no [batch, q, k] array at all); with packing, the
+  segment mask is a boolean mask (cuDNN folds it into the bias).
+
+  Args:
+    implementation: one of ATTENTION_IMPLEMENTATIONS.
+    relpos: [1, heads, q, k] relative-position bias, or None.
+    query_valid, key_valid: bool [batch, q] and [batch, k], False at padding.
+    causal: mask keys after the query (decoder self-attention).
+    query_segments, key_segments: int [batch, q] / [batch, k] packing segment ids, or None.
+  """
+  if implementation == "einsum":
+    bias = make_attention_mask(query_valid, key_valid, causal, query_segments, key_segments)
+    return bias if relpos is None else bias + relpos
+  if implementation == "cudnn" and query_segments is None:
+    return FusedAttentionBias(relpos=relpos,
+                              query_lengths=jnp.sum(query_valid, axis=1, dtype=jnp.int32),
+                              key_lengths=jnp.sum(key_valid, axis=1, dtype=jnp.int32),
+                              causal=causal)
+  return FusedAttentionBias(relpos=relpos, mask=_allowed(query_valid, key_valid, causal,
+                                                         query_segments, key_segments))
+
+
+def fused_attention(query, key, value, bias: FusedAttentionBias, implementation: str):
+  """`jax.nn.dot_product_attention` on [batch, length, heads, head_dim] inputs, T5-style.
+
+  No 1/sqrt(head_dim) scaling (t5x folds it into the query initialiser); logits and softmax in
+  float32 ('xla'; cuDNN accumulates in float32); the relative-position bias in the inputs' dtype.
+  """
+  relpos = None if bias.relpos is None else jnp.asarray(bias.relpos, query.dtype)
+  return jax.nn.dot_product_attention(
+      query, key, value, bias=relpos, mask=bias.mask, scale=1.0, is_causal=bias.causal,
+      query_seq_lengths=bias.query_lengths, key_value_seq_lengths=bias.key_lengths,
+      implementation=implementation)
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head dot-product attention as in t5x: no 1/sqrt(d) on logits (folded into query init).
+
+  `implementation` picks how the attention itself is computed (ATTENTION_IMPLEMENTATIONS); the
+  fused ones take a `FusedAttentionBias` as `bias` and have no attention-weight dropout
+  (`network.T5Config` refuses the combination).
 
   With `decode=True` the keys and values are cached (flax 'cache' collection) for one-token-at-a-time
   autoregressive decoding; `cache_projected_kv=True` (cross-attention while decoding) projects the
@@ -144,6 +219,7 @@ class MultiHeadAttention(nn.Module):
   head_dim: int
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  implementation: str = "einsum"
 
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, bias, *, deterministic: bool, decode: bool = False,
@@ -173,13 +249,18 @@ class MultiHeadAttention(nn.Module):
     if decode:
       key, value, bias = self._update_cache(key, value, bias)
 
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
-    if bias is not None:
-      logits = logits + jnp.asarray(bias, logits.dtype)
-    weights = jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1).astype(self.dtype)
-    if not deterministic and self.dropout_rate > 0:
-      weights = dropout_attention_weights(weights, self.dropout_rate, self.make_rng("dropout"))
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    if isinstance(bias, FusedAttentionBias):
+      if not deterministic and self.dropout_rate > 0:
+        raise ValueError("fused attention has no attention-weight dropout")  # T5Config refuses it
+      out = fused_attention(query, key, value, bias, self.implementation)
+    else:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+      if bias is not None:
+        logits = logits + jnp.asarray(bias, logits.dtype)
+      weights = jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1).astype(self.dtype)
+      if not deterministic and self.dropout_rate > 0:
+        weights = dropout_attention_weights(weights, self.dropout_rate, self.make_rng("dropout"))
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
     return Dense(features=(inputs_q.shape[-1],), in_axes=2, kernel_axes=("joined_kv", "embed"),
                  kernel_init=ATTENTION_KERNEL_INIT, dtype=self.dtype, name="out")(out)
 
@@ -233,13 +314,19 @@ def _activation(name: str):
   raise ValueError(f"Unknown MLP activation {name!r}; expected 'relu', 'gelu' or 'linear'.")
 
 
-def make_attention_mask(query_valid, key_valid, causal: bool = False,
-                        query_segments=None, key_segments=None):
-  """Additive attention bias [batch, 1, q, k]: 0 where attending is allowed, -1e10 elsewhere."""
+def _allowed(query_valid, key_valid, causal=False, query_segments=None, key_segments=None):
+  """Boolean [batch, 1, q, k]: True where a query may attend to a key."""
   mask = query_valid[:, :, None] & key_valid[:, None, :]
   if query_segments is not None:
     mask &= query_segments[:, :, None] == key_segments[:, None, :]
   if causal:
     q_len, k_len = query_valid.shape[1], key_valid.shape[1]
     mask &= np.tril(np.ones((q_len, k_len), dtype=bool))[None]
-  return jnp.where(mask[:, None], 0.0, -1e10).astype(jnp.float32)
+  return mask[:, None]
+
+
+def make_attention_mask(query_valid, key_valid, causal: bool = False,
+                        query_segments=None, key_segments=None):
+  """Additive attention bias [batch, 1, q, k]: 0 where attending is allowed, -1e10 elsewhere."""
+  mask = _allowed(query_valid, key_valid, causal, query_segments, key_segments)
+  return jnp.where(mask, 0.0, -1e10).astype(jnp.float32)

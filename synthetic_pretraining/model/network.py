@@ -13,6 +13,7 @@ import gin
 import jax
 import jax.numpy as jnp
 
+from synthetic_pretraining import errors
 from synthetic_pretraining.model import layers
 from synthetic_pretraining.model import partitioning
 
@@ -40,6 +41,8 @@ class T5Config:
     logits_via_embedding: True ties the output layer to the embedding (T5 1.0); False adds
       `decoder/logits_dense` (T5 1.1).
     dropout_rate: dropout after embeddings, attention weights, sub-blocks and the MLP hidden layer.
+    attention_dropout_rate: dropout on the attention weights alone; None (the default) takes
+      `dropout_rate`, as t5x does. The fused attentions need it to be 0.
     dtype: activation dtype ('float32' or 'bfloat16'); parameters are always float32.
     remat_policy: activation checkpointing of each encoder/decoder layer: 'none' keeps every
       activation for the backward pass; 'full' recomputes the whole layer; 'dots_saveable' and
@@ -49,6 +52,13 @@ class T5Config:
       Parameters keep t5x's per-layer paths (`encoder/layers_0/...`): the scan runs over a
       stacked view built inside the step, so checkpoints need no conversion. Decoding keeps the
       layer loop. See `_scan_layers` for what does and does not stay equal.
+    attention_implementation: 'einsum' (default: einsum + float32 softmax on one additive bias,
+      t5x's), 'xla' or 'cudnn' (`jax.nn.dot_product_attention` with T5's relative-position bias
+      kept [1, heads, q, k], padding/packing masks and causal decoder attention; encoder, decoder
+      and cross attention, training and decoding). 'cudnn' is cuDNN's fused flash attention: a
+      GPU and dtype 'bfloat16' only. Neither fused one has attention-weight dropout, so they need
+      `attention_dropout_rate` (or `dropout_rate`) 0; 'xla' equals 'einsum' to float32 rounding
+      (tests/test_attention.py).
   """
   vocab_size: Optional[int] = 32128
   emb_dim: int = 512
@@ -66,6 +76,8 @@ class T5Config:
   mlp_activations: Optional[Sequence[str]] = None
   remat_policy: str = "none"
   scan_layers: bool = False
+  attention_implementation: str = "einsum"
+  attention_dropout_rate: Optional[float] = None
 
   def __post_init__(self):
     if self.mlp_activations is not None:
@@ -73,6 +85,32 @@ class T5Config:
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"T5Config.remat_policy={self.remat_policy!r}; expected one of "
                        f"{sorted(REMAT_POLICIES)}.")
+    impl = self.attention_implementation
+    if impl not in layers.ATTENTION_IMPLEMENTATIONS:
+      raise errors.UsageError(f"T5Config.attention_implementation={impl!r}; expected one of "
+                              f"{', '.join(map(repr, layers.ATTENTION_IMPLEMENTATIONS))}.")
+    if impl != "einsum" and self.attention_weight_dropout > 0:
+      raise errors.UsageError(
+          f"T5Config.attention_implementation={impl!r} has no attention-weight dropout, but it "
+          f"would be {self.attention_weight_dropout}: set T5Config.attention_dropout_rate = 0.0 "
+          f"(or DROPOUT_RATE = 0.0), or use attention_implementation='einsum'.")
+    if impl == "cudnn" and jnp.dtype(self.dtype) not in (jnp.bfloat16, jnp.float16):
+      raise errors.UsageError(
+          f"T5Config.attention_implementation='cudnn' needs dtype 'bfloat16' (cuDNN's fused "
+          f"attention has no float32), got dtype={self.dtype!r}; use 'xla' or 'einsum' in float32.")
+
+  @property
+  def attention_weight_dropout(self) -> float:
+    """The dropout rate on attention weights (`attention_dropout_rate`, else `dropout_rate`)."""
+    if self.attention_dropout_rate is None:
+      return self.dropout_rate
+    return self.attention_dropout_rate
+
+  def attention(self, name: str) -> "layers.MultiHeadAttention":
+    """An unbound attention sub-layer of this configuration named `name` (t5x's names)."""
+    return layers.MultiHeadAttention(self.num_heads, self.head_dim, self.attention_weight_dropout,
+                                     jnp.dtype(self.dtype), self.attention_implementation,
+                                     name=name)
 
 
 def _dropout(x, rate, deterministic):
@@ -88,8 +126,7 @@ class EncoderLayer(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     y = layers.RMSNorm(dtype=dtype, name="pre_attention_layer_norm")(x)
-    y = layers.MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate, dtype,
-                                  name="attention")(y, y, bias, deterministic=deterministic)
+    y = cfg.attention("attention")(y, y, bias, deterministic=deterministic)
     x = x + _dropout(y, cfg.dropout_rate, deterministic)
     y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
@@ -106,15 +143,13 @@ class DecoderLayer(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     y = layers.RMSNorm(dtype=dtype, name="pre_self_attention_layer_norm")(x)
-    y = layers.MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate, dtype,
-                                  name="self_attention")(
-                                      y, y, self_bias, deterministic=deterministic, decode=decode)
+    y = cfg.attention("self_attention")(y, y, self_bias, deterministic=deterministic,
+                                        decode=decode)
     x = x + _dropout(y, cfg.dropout_rate, deterministic)
     y = layers.RMSNorm(dtype=dtype, name="pre_cross_attention_layer_norm")(x)
-    y = layers.MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate, dtype,
-                                  name="encoder_decoder_attention")(
-                                      y, encoded, cross_bias, deterministic=deterministic,
-                                      cache_projected_kv=decode)
+    y = cfg.attention("encoder_decoder_attention")(y, encoded, cross_bias,
+                                                   deterministic=deterministic,
+                                                   cache_projected_kv=decode)
     x = x + _dropout(y, cfg.dropout_rate, deterministic)
     y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
@@ -171,12 +206,12 @@ class Encoder(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     valid = tokens > 0
-    bias = layers.make_attention_mask(valid, valid, query_segments=segment_ids,
-                                      key_segments=segment_ids)
     length = tokens.shape[1]
-    bias = bias + layers.RelativePositionBiases(
+    relpos = layers.RelativePositionBiases(
         cfg.relpos_num_buckets, cfg.relpos_max_distance, cfg.num_heads, dtype,
         name="relpos_bias")(length, length, bidirectional=True)
+    bias = layers.attention_bias(cfg.attention_implementation, relpos, valid, valid,
+                                 query_segments=segment_ids, key_segments=segment_ids)
     x = _dropout(self.token_embedder(tokens), cfg.dropout_rate, deterministic)
     x = partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
     if cfg.scan_layers and not self.is_initializing():
@@ -210,25 +245,35 @@ class Decoder(nn.Module):
       position = self.variable("cache", "position", lambda: jnp.array(0, jnp.int32))
       full = relpos(max_decode_length, max_decode_length, bidirectional=False)
       step = position.value
-      self_bias = jax.lax.dynamic_slice_in_dim(full, step, 1, axis=2)
+      self_relpos = jax.lax.dynamic_slice_in_dim(full, step, 1, axis=2)
       allowed = jnp.arange(max_decode_length)[None, None, None, :] <= step
-      self_bias = self_bias + jnp.where(allowed, 0.0, -1e10)
+      # The cache-sizing call's attention is dead code: it keeps the plain form.
+      impl = cfg.attention_implementation if initialised else "einsum"
+      batch = decoder_input_tokens.shape[0]
+      if impl == "einsum":
+        self_bias = self_relpos + jnp.where(allowed, 0.0, -1e10)
+      elif impl == "cudnn":
+        self_bias = layers.FusedAttentionBias(
+            relpos=self_relpos, query_lengths=jnp.ones((batch,), jnp.int32),
+            key_lengths=jnp.full((batch,), step + 1, jnp.int32))
+      else:
+        self_bias = layers.FusedAttentionBias(relpos=self_relpos, mask=allowed)
       if initialised:
         position.value = step + 1
-      cross_bias = layers.make_attention_mask(jnp.ones(decoder_input_tokens.shape, bool),
-                                              encoder_valid)
+      cross_bias = layers.attention_bias(impl, None, jnp.ones(decoder_input_tokens.shape, bool),
+                                         encoder_valid)
     else:
       length = decoder_input_tokens.shape[1]
       # Position 0 holds BOS (id 0), so validity comes from the loss targets, not the inputs:
       # padding is masked by the loss, and causality keeps real tokens from seeing it.
       valid = jnp.ones(decoder_input_tokens.shape, bool)
-      self_bias = layers.make_attention_mask(valid, valid, causal=True,
-                                             query_segments=decoder_segment_ids,
-                                             key_segments=decoder_segment_ids)
-      self_bias = self_bias + relpos(length, length, bidirectional=False)
-      cross_bias = layers.make_attention_mask(valid, encoder_valid,
-                                              query_segments=decoder_segment_ids,
-                                              key_segments=encoder_segment_ids)
+      impl = cfg.attention_implementation
+      self_bias = layers.attention_bias(impl, relpos(length, length, bidirectional=False), valid,
+                                        valid, causal=True, query_segments=decoder_segment_ids,
+                                        key_segments=decoder_segment_ids)
+      cross_bias = layers.attention_bias(impl, None, valid, encoder_valid,
+                                         query_segments=decoder_segment_ids,
+                                         key_segments=encoder_segment_ids)
     y = _dropout(self.token_embedder(decoder_input_tokens), cfg.dropout_rate, deterministic)
     y = partitioning.with_logical_constraint(y, ("batch", "length", "embed"))
     if cfg.scan_layers and not decode and not self.is_initializing():

@@ -25,6 +25,7 @@ from flax import traverse_util
 
 from synthetic_pretraining import errors
 from synthetic_pretraining import cli
+from synthetic_pretraining.training import accelerators
 from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining.model import models
@@ -150,6 +151,7 @@ def run(args, gin_files, bindings) -> str:
 
 def main(argv=None) -> int:
   """Entry point; returns an exit code (1 with a one-line error for bad input, `cli.run`)."""
+  accelerators.hide_gpus_from_tensorflow()  # before JAX allocates (TensorFlow: data only)
   return cli.run(_main, argv)
 
 

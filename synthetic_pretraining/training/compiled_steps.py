@@ -5,7 +5,14 @@ only, so the train step runs and is benchmarked on a machine with jax, flax and 
 (benchmarks/train_throughput.py). Data, checkpoints and the loop live in their own modules.
 
 Determinism: parameters come from `seed`, dropout at step s from fold_in(dropout key, s).
+
+One compilation per configuration: the dropout key is an argument of the jitted train step, not
+a constant folded into it, so runs that differ only in their seed lower to the same HLO and share
+one compiled step (in a process, and across processes through JAX's persistent compilation
+cache, `enable_compilation_cache`). The numbers are those of the key as a constant: the same
+threefry bits either way (tests/test_compilation.py).
 """
+import os
 import dataclasses
 import time
 from typing import Dict
@@ -19,6 +26,29 @@ from synthetic_pretraining.model import partitioning
 
 # The step of a NaN/inf loss when there was none (the sums keep the smallest step).
 NO_STEP = np.iinfo(np.int32).max
+
+# Opt-in persistent compilation cache: a folder (local or gs://) where JAX keeps compiled
+# executables across processes, so a second run of the same configuration (any seed) skips
+# compiling. Set it in the environment, or call `enable_compilation_cache` (gin:
+# `compiled_steps.enable_compilation_cache.cache_dir`).
+COMPILATION_CACHE_ENV = "SYNTHETIC_PRETRAINING_COMPILATION_CACHE"
+
+
+def enable_compilation_cache(cache_dir=None, min_compile_seconds: float = 1.0):
+  """Turns on JAX's persistent compilation cache in `cache_dir` (opt-in; off by default).
+
+  Sets `jax_compilation_cache_dir`, and `jax_persistent_cache_min_compile_time_secs` so that
+  only compilations slower than `min_compile_seconds` are written. With `cache_dir=None`, the
+  folder is taken from the environment variable SYNTHETIC_PRETRAINING_COMPILATION_CACHE (or
+  JAX's own JAX_COMPILATION_CACHE_DIR, which JAX reads itself); with neither, nothing changes.
+  Returns the folder in use, or None.
+  """
+  cache_dir = cache_dir or os.environ.get(COMPILATION_CACHE_ENV)
+  if not cache_dir:
+    return os.environ.get("JAX_COMPILATION_CACHE_DIR") or None
+  jax.config.update("jax_compilation_cache_dir", str(cache_dir))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+  return str(cache_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +81,7 @@ class Trainer:
   def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
                optimizer, seed: int):
     jax.config.update("jax_threefry_partitionable", True)
+    enable_compilation_cache()  # only where SYNTHETIC_PRETRAINING_COMPILATION_CACHE is set
     self.model = model
     self.partitioner = partitioner
     self.optimizer = optimizer
@@ -84,10 +115,14 @@ class Trainer:
     return {k: self.partitioner.batch_sharding(v.ndim) for k, v in batch.items()}
 
   def jit_train_step(self, batch):
-    """The jitted train step for batches shaped like `batch` (also AOT-compiled by precompile)."""
-    model, optimizer, dropout_key, part = self.model, self.optimizer, self.dropout_key, self.partitioner
+    """The jitted train step for batches shaped like `batch` (also AOT-compiled by precompile).
 
-    def train_step(params, opt_state, batch, step):
+    Its arguments are (params, opt_state, batch, step, dropout_key): the seed enters only
+    through `dropout_key`, so every seed shares one compiled step.
+    """
+    model, optimizer, part = self.model, self.optimizer, self.partitioner
+
+    def train_step(params, opt_state, batch, step, dropout_key):
       rng = jax.random.fold_in(dropout_key, step)
       with part.activation_context():
         (_, sums), grads = jax.value_and_grad(model.loss_and_metrics, has_aux=True)(
@@ -102,7 +137,7 @@ class Trainer:
     return jax.jit(
         train_step,
         in_shardings=(self.param_shardings, self.opt_shardings, self._batch_shardings(batch),
-                      replicated),
+                      replicated, replicated),
         out_shardings=(self.param_shardings, self.opt_shardings, replicated),
         donate_argnums=(0, 1))
 
@@ -127,9 +162,10 @@ class Trainer:
     if self._train_step is None:
       started = time.perf_counter()
       self._train_step = self.jit_train_step(batch).lower(
-          state.params, state.opt_state, batch, step).compile()
+          state.params, state.opt_state, batch, step, self.dropout_key).compile()
       self.compilation_seconds = time.perf_counter() - started
-    params, opt_state, sums = self._train_step(state.params, state.opt_state, batch, step)
+    params, opt_state, sums = self._train_step(state.params, state.opt_state, batch, step,
+                                               self.dropout_key)
     return TrainState(state.step + 1, params, opt_state), sums
 
   def eval_sums(self, params, batch) -> Dict[str, jax.Array]:
