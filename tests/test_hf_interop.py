@@ -526,7 +526,7 @@ def test_finetuning_from_a_transformers_t5_records_it_and_the_report_names_it(tm
   record = run_record.read(model_dir)
   assert record.init == {"kind": "checkpoint", "path": directory, "load": "all",
                          "format": "transformers", "model": "t5-tiny-natural"}
-  text, _, _ = report.build([model_dir], metrics=("eval:accuracy",))
+  text = report.build([model_dir], metrics=("eval:accuracy",))[0]
   assert f"Natural baseline 'natural': finetuned from the transformers T5 't5-tiny-natural' " \
          f"({directory})" in text
 

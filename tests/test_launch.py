@@ -166,7 +166,8 @@ def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
   record = json.loads((out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
                        "run.json").read_text())
   assert record["init"] == {"kind": "statistics", "scheme": "per_param_grouping___init_mean_std",
-                            "source": str(out / "pretrain" / "set" / "seed_0")}
+                            "source": str(out / "pretrain" / "set" / "seed_0"),
+                            "source_format": "ours"}
   assert record["label"] == "stats_mean_std(set)" and record["lengths"] == {"inputs": 32,
                                                                             "targets": 8}
   assert (out / "finetune" / "stats_mean_std_set" / f"lr_{rate:g}" / "seed_1" /
