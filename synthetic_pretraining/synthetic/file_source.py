@@ -10,6 +10,7 @@ number, or, with `on_error='skip'`, is reported on stderr and counted in `skippe
 Nothing is dropped silently.
 """
 import random
+import re
 import sys
 from typing import Mapping, Optional, Sequence, Union
 
@@ -22,6 +23,7 @@ from synthetic_pretraining.data import vocabularies
 
 _IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
 MAX_LINE_BYTES = 1 << 20  # far above any example of the paper's tasks (a few KB at most)
+PREFLIGHT_BYTES = 1 << 16  # of a split's first file, checked before a run creates anything
 _SHOWN_CHARS = 200  # of a malformed line in an error message
 
 
@@ -43,6 +45,13 @@ def format_line(example: Mapping[str, Union[Sequence[int], str]], features: Sequ
     else:
       fields.append(format_ids(value))
   return "\t".join(fields)
+
+
+def _as_utf8(text: tf.Tensor) -> tf.Tensor:
+  """`text` with every invalid UTF-8 byte replaced by U+FFFD (TensorFlow's error messages, and
+  Python reading them, need valid UTF-8)."""
+  return tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
+                                      replacement_char=0xFFFD)
 
 
 def _parse_ids(field: tf.Tensor) -> tf.Tensor:
@@ -96,13 +105,40 @@ class AuthorsFileSource(seqio.DataSource):
     return files
 
   def check_split(self, split: str) -> Sequence[str]:
-    """The files of `split`; a one-line error if none match or all are empty."""
+    """The files of `split`; a one-line error if none match, all are empty, or the first
+    PREFLIGHT_BYTES of the first file hold a line that is not UTF-8 or not of the form (so a
+    broken file is refused before a run creates anything; the rest is checked as it is read)."""
     files = self.list_shards(split)
     if all(paths.as_path(f).stat().length == 0 for f in files):
       raise errors.UsageError(f"The {split!r} split has no examples: {', '.join(files[:3])} "
                            f"{'is' if len(files) == 1 else 'are'} empty (expected one example "
                            "per line).")
+    if self.on_error == "raise":
+      self._check_head(files[0])
     return files
+
+  def _check_head(self, path: str) -> None:
+    with paths.open_file(path, "rb") as f:
+      head = f.read(PREFLIGHT_BYTES + 1)
+    lines = head.split(b"\n")
+    if len(head) > PREFLIGHT_BYTES:
+      lines = lines[:-1]  # the last line read may be cut short
+    expected = "<TAB>".join(["text" if self.text else "[ids]"] * len(self.features))
+    form = re.compile("\t".join([r"[^\t]*" if self.text else _IDS] * len(self.features)))
+    for number, raw in enumerate(lines, start=1):
+      if not raw and number == len(lines):
+        break  # the end of the file
+      try:
+        line = raw.decode("utf-8").rstrip("\r")
+      except UnicodeDecodeError as e:
+        shown = raw[:_SHOWN_CHARS].decode("utf-8", "replace")
+        raise errors.UsageError(
+            f"Malformed line in {path}: line {number} is not UTF-8 text (byte {e.start + 1}) : "
+            f"{shown.encode('unicode_escape').decode('ascii')}") from None
+      if not form.fullmatch(line):
+        shown = line[:_SHOWN_CHARS] + ("..." if len(line) > _SHOWN_CHARS else "")
+        raise errors.UsageError(f"Malformed line in {path}: line {number} is not of the form "
+                                f"{expected} : {shown.replace(chr(9), chr(92) + 't')}")
 
   def skipped_lines(self) -> int:
     """Malformed lines skipped so far (on_error='skip')."""
@@ -149,11 +185,14 @@ class AuthorsFileSource(seqio.DataSource):
         ok = tf.logical_and(well_formed, tf.reduce_all(ids < vocab_size))
         problem = tf.where(well_formed, f"an id >= the vocabulary size {vocab_size}",
                            f"not of the form {expected}")
+      utf8 = tf.cond(fits, lambda: tf.equal(_as_utf8(line), line), lambda: tf.constant(True))
+      ok = tf.logical_and(ok, utf8)
+      problem = tf.where(utf8, problem, "not UTF-8 text")
       problem = tf.where(fits, problem, f"longer than {max_bytes} bytes")
       return number, line, ok, problem
 
     def keep(number, line, ok, problem):
-      shown = tf.strings.substr(line, 0, _SHOWN_CHARS, unit="BYTE")
+      shown = _as_utf8(tf.strings.substr(line, 0, _SHOWN_CHARS, unit="BYTE"))
       shown = tf.where(tf.strings.length(line) > _SHOWN_CHARS, shown + "...", shown)
       message = [f"Malformed line in {path}: line", number + 1, "is", problem, ":", shown]
       if self.on_error == "raise":
