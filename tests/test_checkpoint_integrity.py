@@ -31,6 +31,10 @@ def _write_checkpoint(step_dir: str, step: int) -> None:
   next(iterator)
   tf.train.Checkpoint(iterator=iterator).write(os.path.join(step_dir, "data_iterator",
                                                             "process_0"))
+  # The prefetcher's batches taken but not yet handed out (prefetch.PENDING_SUFFIX).
+  np.savez(os.path.join(step_dir, "data_iterator", "process_0.pending.npz"),
+           **{"0/inputs": rng.integers(0, 100, size=(64, 512), dtype=np.int32),
+              "0/targets": rng.integers(0, 100, size=(64, 512), dtype=np.int32)})
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +78,8 @@ DAMAGE = {
                                lambda d: os.remove(d / "data_iterator" / "process_0.index")),
     "iterator_data_truncated": ("data_iterator", lambda d: _truncate(
         glob.glob(str(d / "data_iterator" / "process_0.data-*"))[0])),
+    "iterator_pending_truncated": ("pending", lambda d: _truncate(
+        d / "data_iterator" / "process_0.pending.npz")),
     "item_deleted": ("opt_state", lambda d: shutil.rmtree(d / "opt_state")),
     "step_dir_empty": ("checkpoint_2", lambda d: [shutil.rmtree(p) if p.is_dir() else p.unlink()
                                                   for p in d.iterdir()]),
@@ -108,9 +114,11 @@ def test_damage_is_named_in_one_line_and_the_run_falls_back(case, model_dir, cap
 def test_never_a_silent_restart_when_every_checkpoint_is_damaged(model_dir):
   for step in (1, 2):
     _truncate(_largest_file(model_dir / f"checkpoint_{step}" / "params"))
-  with pytest.raises(integrity.CheckpointDamagedError, match="None of the 2"):
+  with pytest.raises(integrity.CheckpointDamagedError, match="None of the 2") as error:
     integrity.newest_intact_step(
         [1, 2], lambda step: str(model_dir / f"checkpoint_{step}"))
+  line = cli.one_line(error.value)  # both named, and what to do, in one line
+  assert "step 2: " in line and "step 1: " in line and "INITIAL_CHECKPOINT_PATH" in line, line
   assert integrity.newest_intact_step([], str) is None  # a fresh run starts at 0
 
 
