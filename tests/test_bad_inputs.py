@@ -272,7 +272,7 @@ CASES = [
     ("inspect_a_file", "inspect_checkpoint", lambda w, out: [w["a_file"]], "a_file"),
     # --- report
     ("report_missing_run", "report",
-     lambda w, out: [f"{w['base']}/no_run", f"--output_dir={out}"], "no_run"),
+     lambda w, out: [f"{w['base']}/no_run", f"--output_dir={out}"], "no_run does not exist"),
     # --- stats_init
     ("stats_init_missing_source", "stats_init",
      lambda w, out: [f"--checkpoint={w['base']}/no_checkpoint",

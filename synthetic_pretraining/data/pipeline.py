@@ -157,7 +157,8 @@ def get_mixture_or_task(name: str, module: Optional[str] = None):
                    " Set MIXTURE_OR_TASK_MODULE (e.g. "
                    f"{TASKS_MODULE!r}) so the task gets registered.")
     raise UnknownTaskError(f"Unknown task or mixture {name!r}.{hint}{module_hint} "
-                     f"{len(known)} names are registered.") from None
+                     f"{len(known)} names are registered (python -m synthetic_pretraining.tasks "
+                     "lists them).") from None
 
 
 class TruncationCounter:
