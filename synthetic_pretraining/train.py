@@ -51,6 +51,7 @@ from synthetic_pretraining import errors
 from synthetic_pretraining import cli
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.training import distributed
+from synthetic_pretraining import follow_run
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import paths
 from synthetic_pretraining import startup
@@ -94,6 +95,8 @@ def _main(argv, entry_point) -> int:
   if not gin_files:
     print(__doc__, file=sys.stderr)
     return 2
+  if entry_point is not None:  # eval, infer: our run's model, vocabulary, task and lengths
+    gin_files, bindings = follow_run.follow(gin_files, bindings)
   distributed.initialize_from_environment()
   import_optional_modules()
   gin.clear_config()  # a fresh configuration per run, also when main is called in-process
