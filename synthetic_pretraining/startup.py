@@ -50,9 +50,10 @@ LIBRARY_LOGGERS = ("absl", "tensorflow", "jax._src", "orbax", "etils")
 _FATAL = (
     (re.compile(rb"Terminating process because the JAX distributed service detected fatal"),
      lambda: ("error: another process of this run died or stopped answering (no heartbeat within "
-              f"JAX_HEARTBEAT_TIMEOUT_SECONDS={os.environ.get('JAX_HEARTBEAT_TIMEOUT_SECONDS') or 100}"
-              " s), so this one stops too. Rerun every process with the same command to resume "
-              "from the newest checkpoint.\n")),
+              "JAX_HEARTBEAT_TIMEOUT_SECONDS="
+              f"{os.environ.get('JAX_HEARTBEAT_TIMEOUT_SECONDS') or 100} s), so this one stops "
+              "too. Rerun every process with the same command to resume from the newest "
+              "checkpoint.\n")),
 )
 
 _quiet = False

@@ -109,20 +109,19 @@ def _main(argv, entry_point) -> int:
     print(errors.one_line(e), file=sys.stderr)  # without gin's call-site notes
     return e.exit_code
   if entry_point is None and jax.process_index() == 0:
-    logging.info("%s", closing_line(gin_files))
+    logging.info("%s", closing_line())
   return 0
 
 
-def closing_line(gin_files) -> str:
-  """Where the finished run's checkpoint is, how to continue it, and the next command."""
+def closing_line() -> str:
+  """Where the finished run's checkpoint is, how to continue it, and the next command (eval
+  follows the run's config.gin, so it needs only the run)."""
   model_dir = paths.as_str(gin.query_parameter("%MODEL_DIR"))
   latest = orbax_format.latest_checkpoint_step_dir(model_dir) or model_dir
-  models = " ".join(f"--gin_file={f}" for f in gin_files if "models/" in f) or "--gin_file=MODEL.gin"
-  task = gin.query_parameter("%MIXTURE_OR_TASK_NAME") if _has_macro("MIXTURE_OR_TASK_NAME") else "TASK"
   return (f"Done: the checkpoint is {latest}. To train further, rerun the same command with a "
-          f"larger TRAIN_STEPS (it resumes there). Next, e.g.: python -m synthetic_pretraining.eval "
-          f"{models} --gin_file=gin/runs/eval.gin --gin.MIXTURE_OR_TASK_NAME=\"{task!r}\" "
-          f"--gin.CHECKPOINT_PATH=\"'{model_dir}'\" --gin.EVAL_OUTPUT_DIR=\"'{model_dir}_eval'\"")
+          "larger TRAIN_STEPS (it resumes there). Next, e.g.: python -m synthetic_pretraining.eval"
+          f" --gin_file=gin/runs/eval.gin --gin.CHECKPOINT_PATH=\"'{model_dir}'\" "
+          f"--gin.EVAL_OUTPUT_DIR=\"'{model_dir}_eval'\" --gin.EVAL_STEPS=20")
 
 
 def _has_macro(name: str) -> bool:

@@ -2,7 +2,8 @@
 
   python -m synthetic_pretraining.tasks                      every task and mixture, one line each
   python -m synthetic_pretraining.tasks --module=my_tasks    also those your module registers
-  python -m synthetic_pretraining.tasks --task=set           is `set` registered? (closest names if not)
+  python -m synthetic_pretraining.tasks --task=set           is `set` registered? (else: the
+                                                             closest names)
 
 Flags:
   --module=NAME   a module to import first (what MIXTURE_OR_TASK_MODULE names); repeatable.
@@ -46,7 +47,8 @@ def describe(task_or_mixture) -> str:
 
 
 def _simple_task_description(name: str) -> str:
-  from synthetic_pretraining.synthetic import simple_tasks  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from synthetic_pretraining.synthetic import simple_tasks
   task = getattr(simple_tasks, "TASKS", {}).get(name)
   if task is None:
     return ""

@@ -1,4 +1,4 @@
-"""Every bad input of every binary: exit code 1, exactly one line on the raw stderr, nothing created.
+"""Every bad input of every binary: exit code 1, one line on the raw stderr, nothing created.
 
 The table runs each case as `python -m synthetic_pretraining.<binary> ARGS` does after its
 imports, in a process forked from one interpreter that imported the binaries once
@@ -24,11 +24,9 @@ FILE_TASK = "bad_inputs_file_task"
 PARALLEL = 2
 TOY_MODEL = ["--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
              "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
-MODULES = {"train": "synthetic_pretraining.train", "eval": "synthetic_pretraining.eval",
-           "infer": "synthetic_pretraining.infer", "export_data": "synthetic_pretraining.export_data",
-           "inspect_checkpoint": "synthetic_pretraining.inspect_checkpoint",
-           "report": "synthetic_pretraining.report", "stats_init": "synthetic_pretraining.stats_init",
-           "precompile": "synthetic_pretraining.precompile", "tasks": "synthetic_pretraining.tasks"}
+BINARIES = ("train", "eval", "infer", "export_data", "inspect_checkpoint", "report", "stats_init",
+            "precompile", "tasks")
+MODULES = {b: f"synthetic_pretraining.{b}" for b in BINARIES}
 
 
 def _env(*extra_paths):
@@ -40,7 +38,8 @@ def _train_args(model_dir, *extra, lengths="{'inputs': 12, 'targets': 12}", batc
                 task=toy_tasks.TOY_TASK, module="toy_tasks", steps="2", model=TOY_MODEL):
   return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
           f"--gin.MIXTURE_OR_TASK_NAME='{task}'", f"--gin.MIXTURE_OR_TASK_MODULE='{module}'",
-          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}", f"--gin.BATCH_SIZE={batch}",
+          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
+          f"--gin.BATCH_SIZE={batch}",
           f"--gin.TASK_FEATURE_LENGTHS={lengths}", "--gin.EVAL_STEPS=1", *model, *extra]
 
 
@@ -379,7 +378,8 @@ FRESH = [
      "(e.g. {'inputs': 512, 'targets': 512})."),
     ("eval", lambda t: _run_args("eval", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'",
                                  f"--gin.EVAL_OUTPUT_DIR='{t}/out'"), "CHECKPOINT_PATH"),
-    ("infer", lambda t: _run_args("infer", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'", "--gin.SPLIT='validation'",
+    ("infer", lambda t: _run_args("infer", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'",
+                                  "--gin.SPLIT='validation'",
                                   f"--gin.INFER_OUTPUT_DIR='{t}/out'"), "CHECKPOINT_PATH"),
     ("inspect_checkpoint", lambda t: [f"{t}/out"], "out"),
     ("stats_init", lambda t: [f"--checkpoint={t}/nothing", "--output_dir=" + str(t / "out"),
