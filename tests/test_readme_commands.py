@@ -42,4 +42,5 @@ def test_readme_eval_and_infer_run_as_written(tmp_path):
   assert record["task"] == "set" and record["step"] == 2
   result = _run(infer, tmp_path)
   assert "Following the run's" in result.stderr
-  assert list((tmp_path / "runs" / "set_infer" / "inference_eval").glob("set-*2.jsonl"))  # set-000002.jsonl
+  predictions = tmp_path / "runs" / "set_infer" / "inference_eval"
+  assert list(predictions.glob("set-*2.jsonl"))  # set-000002.jsonl
