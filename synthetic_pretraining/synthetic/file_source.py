@@ -105,17 +105,20 @@ class AuthorsFileSource(seqio.DataSource):
     return files
 
   def check_split(self, split: str) -> Sequence[str]:
-    """The files of `split`; a one-line error if none match, all are empty, or the first
-    PREFLIGHT_BYTES of the first file hold a line that is not UTF-8 or not of the form (so a
-    broken file is refused before a run creates anything; the rest is checked as it is read)."""
+    """The files of `split`; a one-line error if none match or all are empty."""
     files = self.list_shards(split)
     if all(paths.as_path(f).stat().length == 0 for f in files):
       raise errors.UsageError(f"The {split!r} split has no examples: {', '.join(files[:3])} "
                            f"{'is' if len(files) == 1 else 'are'} empty (expected one example "
                            "per line).")
-    if self.on_error == "raise":
-      self._check_head(files[0])
     return files
+
+  def check_head(self, split: str) -> None:
+    """A one-line error if the first PREFLIGHT_BYTES of the split's first file hold a line that
+    is not UTF-8 or not of the form, so a run refuses a broken file before it creates anything
+    (preflight); the rest is checked as it is read. Nothing with on_error='skip'."""
+    if self.on_error == "raise":
+      self._check_head(self.check_split(split)[0])
 
   def _check_head(self, path: str) -> None:
     with paths.open_file(path, "rb") as f:

@@ -37,9 +37,11 @@ def check_task_split(name: str, module, split: str, after_lookup=None) -> None:
       raise errors.UsageError(
           f"SPLIT={split!r} is not a split of task {subtask.name!r}; it has "
           f"{', '.join(map(repr, splits))}.")
-    check_split = getattr(getattr(subtask, "source", None), "check_split", None)
-    if check_split is not None and split in subtask.source.splits:
-      check_split(split)  # files exist and are not empty (file-based tasks)
+    source = getattr(subtask, "source", None)
+    if split in (getattr(source, "splits", None) or ()):
+      for check in (getattr(source, "check_split", None), getattr(source, "check_head", None)):
+        if check is not None:
+          check(split)  # files exist, are not empty and start well-formed (file-based tasks)
 
 
 def check_writable(path: paths.PathLike, flag: str) -> None:
