@@ -55,7 +55,12 @@ def _resolve(path: str) -> str:
     return path
   shipped = resources.find_gin_file(path)
   if shipped is None:
-    raise GinConfigError(f"Gin file {path!r} not found (looked in {os.getcwd()} and {resources.root()}).")
+    known = sorted(str(p.relative_to(resources.root()))
+                   for p in (resources.root() / "gin").rglob("*.gin"))
+    close = difflib.get_close_matches(path, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise GinConfigError(f"Gin file {path!r} not found (looked in {os.getcwd()} and "
+                         f"{resources.root()}).{hint}")
   return shipped
 
 

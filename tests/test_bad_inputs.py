@@ -191,6 +191,9 @@ CASES = [
      "--gin.MODEL_DIR=\"'runs/x'\""),
     ("gin_file_missing", "train",
      lambda w, out: _train_args(out, "--gin_file=gin/runs/no_such.gin"), "no_such.gin"),
+    ("gin_file_typo", "train",
+     lambda w, out: _train_args(out, "--gin_file=gin/runs/pretrian.gin"),
+     "Did you mean gin/runs/pretrain.gin"),
     ("gin_unknown_configurable", "train",
      lambda w, out: _train_args(out, "--gin.network.T5Config.emb_dimm=4"), "emb_dimm"),
     # --- train: numbers out of range or of the wrong type
