@@ -137,6 +137,8 @@ def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
   model_dir = tmp_path / "run"
   assert train.main(_train_args(model_dir, 4)) == 0
   assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4]
+  with open(model_dir / "metrics.jsonl") as f:
+    first_run = [r for r in map(json.loads, f) if r["kind"] == "train"]
   _truncate(_largest_file(model_dir / "checkpoint_4" / "opt_state"))
   capsys.readouterr()
 
@@ -148,12 +150,16 @@ def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
 
   # With fallback (the default): step 2, whole, then on; the damaged step is kept aside.
   assert train.main(_train_args(model_dir, 6)) == 0
-  assert "Skipping a damaged checkpoint" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "Skipping a damaged checkpoint" in err
   assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4, 6]
   assert (model_dir / "checkpoint_4.damaged").is_dir()
+  # metrics.jsonl: the first run's records past step 2 were dropped on resume (one warning),
+  # so every step has one record.
+  assert err.count("record(s) past it") == 1, err[-3000:]
   with open(model_dir / "metrics.jsonl") as f:
     records = [r for r in map(json.loads, f) if r["kind"] == "train"]
-  first_run, resumed = records[:4], records[4:]
-  assert [r["step"] for r in resumed] == [3, 4, 5, 6]
+  assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+  resumed = records[2:]
   # Parameters, optimizer state and data position all from step 2: steps 3 and 4 repeat exactly.
   assert [r["loss"] for r in resumed[:2]] == [r["loss"] for r in first_run[2:]]
