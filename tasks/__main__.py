@@ -21,6 +21,24 @@ from typing import List
 from synthetic_pretraining import cli
 
 
+# The paper's tasks whose sources do not describe themselves (others use their source's docstring).
+KNOWN = {
+    "induct": "LIME induction: infer the rule from a case and its result (synthetic)",
+    "deduct": "LIME deduction: apply a rule to a case (synthetic)",
+    "abduct": "LIME abduction: infer the case from a rule and its result (synthetic)",
+    "nonsense_summary": "summarise nonsense text by its templates (synthetic, the paper's Table 1)",
+    "nesting_language": "the nesting-dependency artificial language (synthetic, language modelling)",
+    "natural_text": "span corruption on the shipped natural text (natural pre-training)",
+    "squad_offline": "SQuAD from the shipped offline copy (downstream, no download)",
+    "squad_v010_allanswers": "SQuAD v1.1 from TFDS (downstream; needs TFDS data)",
+    "cnndm_10k": "CNN/DailyMail summarisation, 10k examples (downstream; files under DATA_DIR)",
+    "mtop": "MTOP semantic parsing (downstream; files under DATA_DIR)",
+    "webqsp": "WebQuestionsSP semantic parsing (downstream; files under DATA_DIR)",
+    "retrosynthesis": "USPTO-50k retrosynthesis (downstream; files under DATA_DIR)",
+    "code_translation": "Java to C# code translation (downstream; files under DATA_DIR)",
+}
+
+
 def _first_line(text) -> str:
   return (inspect.cleandoc(text).splitlines() or [""])[0].strip() if text else ""
 
@@ -33,7 +51,7 @@ def describe(task_or_mixture) -> str:
     shown = ", ".join(names[:6]) + (f", ... ({len(names)} tasks)" if len(names) > 6 else "")
     return f"mixture of {shown}"
   source = getattr(task_or_mixture, "source", None)
-  text = getattr(source, "description", None)
+  text = getattr(source, "description", None) or KNOWN.get(task_or_mixture.name)
   if not text:
     text = _simple_task_description(task_or_mixture.name)
   if not text:
