@@ -21,7 +21,7 @@ from typing import List
 from synthetic_pretraining import cli
 
 
-# The paper's tasks whose sources do not describe themselves (others use their source's docstring).
+# The paper's tasks whose sources do not describe themselves (others: their source's docstring).
 KNOWN = {
     "induct": "LIME induction: infer the rule from a case and its result (synthetic)",
     "deduct": "LIME deduction: apply a rule to a case (synthetic)",
@@ -35,7 +35,7 @@ KNOWN = {
     "mtop": "MTOP semantic parsing (downstream; files under DATA_DIR)",
     "webqsp": "WebQuestionsSP semantic parsing (downstream; files under DATA_DIR)",
     "retrosynthesis": "USPTO-50k retrosynthesis (downstream; files under DATA_DIR)",
-    "code_translation": "Java to C# code translation (downstream; files under DATA_DIR)",
+    "code_translation": "code translation (downstream; files under DATA_DIR)",
 }
 
 
