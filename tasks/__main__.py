@@ -26,7 +26,7 @@ KNOWN = {
     "induct": "LIME induction: infer the rule from a case and its result (synthetic)",
     "deduct": "LIME deduction: apply a rule to a case (synthetic)",
     "abduct": "LIME abduction: infer the case from a rule and its result (synthetic)",
-    "nonsense_summary": "summarise nonsense text by its templates (synthetic, the paper's Table 1)",
+    "nonsense_summary": "summarise nonsense text by its templates (synthetic)",
     "nesting_language": "the nesting-dependency artificial language (synthetic, language modelling)",
     "natural_text": "span corruption on the shipped natural text (natural pre-training)",
     "squad_offline": "SQuAD from the shipped offline copy (downstream, no download)",
