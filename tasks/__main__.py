@@ -27,7 +27,7 @@ KNOWN = {
     "deduct": "LIME deduction: apply a rule to a case (synthetic)",
     "abduct": "LIME abduction: infer the case from a rule and its result (synthetic)",
     "nonsense_summary": "summarise nonsense text by its templates (synthetic)",
-    "nesting_language": "the nesting-dependency artificial language (synthetic, language modelling)",
+    "nesting_language": "the nesting-dependency artificial language (synthetic)",
     "natural_text": "span corruption on the shipped natural text (natural pre-training)",
     "squad_offline": "SQuAD from the shipped offline copy (downstream, no download)",
     "squad_v010_allanswers": "SQuAD v1.1 from TFDS (downstream; needs TFDS data)",
