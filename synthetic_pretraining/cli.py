@@ -2,8 +2,10 @@
 
 `run(main, argv)` calls a binary's `main(argv)`; an `errors.UsageError` raised anywhere below it
 is printed as `error: <one line>` and the process exits with 1, with the traceback only under
-`--verbose`. Anything else is a bug and keeps its traceback. Validation of inputs happens before
-a binary creates anything, so a refused run leaves nothing behind.
+`--verbose`. A Ctrl-C that reaches it (a second one during training, or one before the loop
+starts) ends in one line and exit code 130. Anything else is a bug and keeps its traceback.
+Validation of inputs happens before a binary creates anything, so a refused run leaves nothing
+behind. How a binary starts (`--help`, the quiet start) is `startup.py`.
 
   if __name__ == "__main__":
     sys.exit(cli.run(main))
@@ -17,6 +19,9 @@ from synthetic_pretraining.errors import UsageError, one_line  # noqa: F401  (cl
 
 # The exit code of a refused run (bad input); 2 stays argparse's usage error.
 EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+INTERRUPTED = ("Interrupted: quit at once without saving; MODEL_DIR keeps its newest checkpoint, "
+               "so rerunning the same command resumes from it.")
 
 
 def pop_verbose(argv: Sequence[str]):
@@ -37,6 +42,14 @@ def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[
     logging.getLogger().handlers.clear()  # no second copy of the message through logging
     print(f"error: {one_line(e)}", file=sys.stderr)
     return EXIT_USER_ERROR
+  except KeyboardInterrupt:
+    # A Ctrl-C outside the training loop's handlers, or a second one inside it (the first asks
+    # the loop to save and stop; the second means "now").
+    if verbose:
+      traceback.print_exc()
+    logging.getLogger().handlers.clear()
+    print(INTERRUPTED, file=sys.stderr)
+    return EXIT_INTERRUPTED
   finally:
     run_lock = sys.modules.get("synthetic_pretraining.training.run_lock")
     if run_lock is not None:  # a MODEL_DIR is free again once its binary is done

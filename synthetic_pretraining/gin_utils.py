@@ -10,9 +10,11 @@ import difflib
 import logging
 import os
 import re
+import tokenize
 from typing import List, Sequence, Tuple
 
 import gin
+from gin import config_parser
 
 from synthetic_pretraining import errors
 from synthetic_pretraining import resources
@@ -53,7 +55,12 @@ def _resolve(path: str) -> str:
     return path
   shipped = resources.find_gin_file(path)
   if shipped is None:
-    raise GinConfigError(f"Gin file {path!r} not found (looked in {os.getcwd()} and {resources.root()}).")
+    known = sorted(str(p.relative_to(resources.root()))
+                   for p in (resources.root() / "gin").rglob("*.gin"))
+    close = difflib.get_close_matches(path, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise GinConfigError(f"Gin file {path!r} not found (looked in {os.getcwd()} and "
+                         f"{resources.root()}).{hint}")
   return shipped
 
 
@@ -98,16 +105,53 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
       close = difflib.get_close_matches(name, sorted(referenced | defined), n=3)
       hint = f" Did you mean {', '.join(close)}?" if close else ""
       raise GinConfigError(f"--gin.{name} sets a macro that no gin file uses.{hint}")
+  for binding in bindings:
+    check_binding_syntax(binding)
   root = logging.getLogger()
-  root.addFilter(_drop_search_path_misses)
+  root.addFilter(_drop_gin_chatter)
   try:
     gin.parse_config_files_and_bindings([_resolve(f) for f in gin_files], bindings)
-  except (ValueError, ImportError, SyntaxError) as e:
-    raise GinConfigError(f"Invalid gin configuration: {e}") from e
+  except (ValueError, ImportError, SyntaxError, tokenize.TokenError) as e:
+    raise GinConfigError(f"Invalid gin configuration: {_describe_parse_error(e)}") from e
   finally:
-    root.removeFilter(_drop_search_path_misses)
+    root.removeFilter(_drop_gin_chatter)
 
 
-def _drop_search_path_misses(record: logging.LogRecord) -> bool:
-  """Gin logs an error for every search path an include is not under before finding it."""
-  return not str(record.msg).startswith("Path not found:")
+def check_binding_syntax(binding: str) -> None:
+  """A command-line binding `NAME = VALUE` parses as gin; else one line naming the flag.
+
+  The usual mistake is a string without its inner quotes (`--gin.MODEL_DIR=runs/x`: the shell
+  eats the only quotes); the message shows the quoted form.
+  """
+  name, _, value = binding.partition("=")
+  name, value = name.strip(), value.strip()
+  flag = f"--gin.{name}={value}"
+  try:
+    for _ in config_parser.ConfigParser(binding, gin.config.ParserDelegate(skip_unknown=True)):
+      pass
+  except (ValueError, SyntaxError, tokenize.TokenError) as e:
+    if not value:
+      raise GinConfigError(f"{flag} has no value after '='.") from None
+    if value[0] not in "'\"([{%@-0123456789" and value not in ("True", "False", "None"):
+      raise GinConfigError(
+          f"{flag} is not a gin value: a string needs its own quotes inside the shell's, "
+          f"e.g. --gin.{name}=\"'{value}'\".") from None
+    raise GinConfigError(f"{flag} is not a gin value: {_describe_parse_error(e)}") from None
+
+
+def _describe_parse_error(error: BaseException) -> str:
+  """Gin's parse errors without the parser's internals (ast node reprs, token tuples)."""
+  if isinstance(error, tokenize.TokenError):
+    return f"{error.args[0] if error.args else error} (an unclosed bracket or quote?)"
+  text = re.sub(r"malformed node or string(?: on line \d+)?: <ast\.\w+ object at 0x[0-9a-f]+>\s*",
+                "", str(error))
+  return " ".join(text.split())
+
+
+def _drop_gin_chatter(record: logging.LogRecord) -> bool:
+  """Gin logs an error for every search path an include is not under before finding it, and an
+  INFO line for every file it reads (`system_path_file_exists:...`); neither is the user's."""
+  if str(record.msg).startswith("Path not found:"):
+    return False
+  return not (record.levelno < logging.WARNING
+              and record.pathname.startswith(os.path.dirname(gin.__file__)))

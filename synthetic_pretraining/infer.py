@@ -4,8 +4,17 @@
     --gin_file=gin/runs/infer.gin --gin.MIXTURE_OR_TASK_NAME="'squad_offline'" \
     --gin.CHECKPOINT_PATH="'runs/squad'" --gin.INFER_OUTPUT_DIR="'runs/squad_infer'"
 
-Writes INFER_OUTPUT_DIR/inference_eval/<task>-<step>.jsonl (every example), <task>-metrics.jsonl and the metrics
-to INFER_OUTPUT_DIR/metrics.jsonl.
+Flags: --gin_file=PATH (repeatable), --gin.NAME=VALUE (a string needs its own quotes),
+--verbose (library messages, tracebacks), --help.
+
+Main macros:
+  CHECKPOINT_PATH        a checkpoint_<step> directory or a MODEL_DIR (its latest step).
+  INFER_OUTPUT_DIR       where the predictions and metrics go.
+  MIXTURE_OR_TASK_NAME   the task; SPLIT (default 'test'); TASK_FEATURE_LENGTHS; BATCH_SIZE.
+The model gin file must be the one the checkpoint was trained with.
+
+Writes INFER_OUTPUT_DIR/inference_eval/<task>-<step>.jsonl (every example), <task>-metrics.jsonl
+and the metrics to INFER_OUTPUT_DIR/metrics.jsonl.
 """
 import sys
 

@@ -21,10 +21,12 @@ from synthetic_pretraining.training import accelerators
 
 def load(path: str) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
   """(step, iterator of (path, array)) of any checkpoint the resolver knows (ours or t5x's)."""
-  source = resolver.resolve(path).source
+  found = resolver.resolve(path)
+  source = found.source
   # Host numpy arrays: checkpoints inspected here are ones a host can hold; statistics are still
   # taken parameter by parameter.
-  return source.step, iter(sorted(source.read_numpy().items()))
+  with resolver.reading(found.step_dir, found.kind):
+    return source.step, iter(sorted(source.read_numpy().items()))
 
 
 def describe(path: str) -> Dict:

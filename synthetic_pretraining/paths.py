@@ -13,7 +13,15 @@ from typing import Iterator, Union
 
 from etils import epath
 
+from synthetic_pretraining import errors
+
 PathLike = Union[str, os.PathLike, epath.Path]
+# The object stores this layer speaks; any other scheme is refused before it is used.
+SUPPORTED_SCHEMES = ("gs",)
+
+
+class UnsupportedSchemeError(errors.UsageError):
+  """A path names a scheme (s3://, foo://) that the path layer does not speak."""
 
 
 def is_remote(path: PathLike) -> bool:
@@ -21,9 +29,23 @@ def is_remote(path: PathLike) -> bool:
   return "://" in os.fspath(path)
 
 
+def check_scheme(path: PathLike, flag: str = "") -> None:
+  """Raises `UnsupportedSchemeError` for a URL whose scheme is not in SUPPORTED_SCHEMES."""
+  text = os.fspath(path)
+  if not is_remote(text):
+    return
+  scheme = text.split("://", 1)[0]
+  if scheme not in SUPPORTED_SCHEMES:
+    where = f"{flag}={text}" if flag else f"Path {text}"
+    supported = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+    raise UnsupportedSchemeError(
+        f"{where} uses {scheme}://, which is not supported: use a local path or {supported}.")
+
+
 def as_path(path: PathLike) -> epath.Path:
   """An `epath.Path`; a local path is made absolute (so it does not follow later chdirs)."""
   text = os.fspath(path)
+  check_scheme(text)
   return epath.Path(text if is_remote(text) else os.path.abspath(text))
 
 

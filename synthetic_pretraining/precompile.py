@@ -79,10 +79,20 @@ class PrecompileError(errors.UsageError):
   """A topology name or the environment is not usable for AOT compilation."""
 
 
+def host_memory_bytes() -> Optional[int]:
+  """This host's physical memory in bytes, or None where the OS does not say."""
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (AttributeError, ValueError, OSError):
+    return None
+
+
 def topology_devices(topology: str):
   """(devices, HBM bytes per device or None) for a slice name, a libtpu topology name or 'cpu'."""
   if topology == "cpu":
-    return jax.devices("cpu"), None
+    # The CPU "devices" share this host's memory: each gets its share of it.
+    devices = jax.devices("cpu")
+    return devices, host_memory_bytes() // len(devices) if host_memory_bytes() else None
   name = SLICES.get(topology, topology)
   if not _TOPOLOGY_NAME.match(name):
     raise PrecompileError(f"--topology={topology!r} is not a known slice (e.g. v4-128) or libtpu "
@@ -297,7 +307,8 @@ def _main(argv: Sequence[str]) -> int:
   parser.add_argument("--output", help="directory for precompile_<topology>.{txt,json} "
                       "(default: MODEL_DIR when the gin files set it)")
   parser.add_argument("--hbm_gib", type=float, help="memory per device to check against "
-                      "(default: the chip's HBM; no check for cpu)")
+                      "(default: the chip's HBM; for cpu this host's memory divided among its "
+                      "devices)")
   parser.add_argument("--no_decode", action="store_true", help="compile only the train step")
   args = parser.parse_args(rest)
   if not gin_files:

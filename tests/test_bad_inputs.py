@@ -1,168 +1,372 @@
-"""Every bad input of every binary: exit code 1, exactly one line on stderr, nothing created."""
+"""Every bad input of every binary: exit code 1, one line on the raw stderr, nothing created.
+
+The table runs each case as `python -m synthetic_pretraining.<binary> ARGS` does after its
+imports, in a process forked from one interpreter that imported the binaries once
+(tests/binary_runner.py), and reads the raw bytes of its descriptor 2: nothing filters them.
+What the imports themselves print is checked by `test_fresh_processes_print_one_line`, which
+starts a truly fresh `python -m` process per binary.
+"""
+import json
 import os
-import re
+import shutil
 import subprocess
 import sys
+import time
 
-import numpy as np
 import pytest
 import toy_tasks
 
-from synthetic_pretraining.checkpointing import orbax_format
-from synthetic_pretraining import cli
-from synthetic_pretraining.data import pipeline
-from synthetic_pretraining import export_data
-from synthetic_pretraining.training import inference
-from synthetic_pretraining import inspect_checkpoint
-from synthetic_pretraining import report
-from synthetic_pretraining import synthetic
-from synthetic_pretraining import train
-from synthetic_pretraining.training import evaluation
-from synthetic_pretraining.synthetic import file_source
-from synthetic_pretraining.stats_init import __main__ as stats_init_main
-
 pytestmark = pytest.mark.e2e
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
 FILE_TASK = "bad_inputs_file_task"
-_TF_STARTUP = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} )")
+PARALLEL = 2
+TOY_MODEL = ["--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
+             "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
+BINARIES = ("train", "eval", "infer", "export_data", "inspect_checkpoint", "report", "stats_init",
+            "precompile", "tasks")
+MODULES = {b: f"synthetic_pretraining.{b}" for b in BINARIES}
+
+
+def _env(*extra_paths):
+  return {"PYTHONPATH": os.pathsep.join([*extra_paths, REPO, TESTS]),
+          "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
 
 
 def _train_args(model_dir, *extra, lengths="{'inputs': 12, 'targets': 12}", batch=16,
-                task=toy_tasks.TOY_TASK):
+                task=toy_tasks.TOY_TASK, module="toy_tasks", steps="2", model=TOY_MODEL):
   return ["--gin_file=gin/models/t5_1_0/cpu.gin", "--gin_file=gin/runs/pretrain.gin",
-          f"--gin.MIXTURE_OR_TASK_NAME='{task}'", "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'",
-          f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=2", f"--gin.BATCH_SIZE={batch}",
-          f"--gin.TASK_FEATURE_LENGTHS={lengths}", "--gin.EVAL_STEPS=1",
-          "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
-          "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8", *extra]
+          f"--gin.MIXTURE_OR_TASK_NAME='{task}'", f"--gin.MIXTURE_OR_TASK_MODULE='{module}'",
+          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
+          f"--gin.BATCH_SIZE={batch}",
+          f"--gin.TASK_FEATURE_LENGTHS={lengths}", "--gin.EVAL_STEPS=1", *model, *extra]
 
 
-def _run_args(binary, *extra, lengths="{'inputs': 12, 'targets': 12}"):
+def _run_args(binary, *extra, lengths="{'inputs': 12, 'targets': 12}", model=TOY_MODEL):
   """eval.gin / infer.gin with the toy task."""
   return ["--gin_file=gin/models/t5_1_0/cpu.gin", f"--gin_file=gin/runs/{binary}.gin",
           f"--gin.MIXTURE_OR_TASK_NAME='{toy_tasks.TOY_TASK}'",
           "--gin.MIXTURE_OR_TASK_MODULE='toy_tasks'", f"--gin.TASK_FEATURE_LENGTHS={lengths}",
-          "--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
-          "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8", *extra]
+          *model, *extra]
 
 
-def _file_task(tmp_path, content: bytes) -> str:
-  path = tmp_path / "task.txt"
-  path.write_bytes(content)
-  synthetic.register_file_task(FILE_TASK, {"train": str(path), "validation": str(path)},
-                               replace=True)
-  return FILE_TASK
+class Runner:
+  """tests/binary_runner.py: a process that imported the binaries, forking one child per job."""
+
+  def __init__(self, workdir):
+    self.workdir, self.count = workdir, 0
+    self.process = subprocess.Popen([sys.executable, os.path.join(TESTS, "binary_runner.py"),
+                                     str(PARALLEL)], cwd=REPO, env={**os.environ, **_env()},
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert json.loads(self.process.stdout.readline()) == "ready"
+
+  def run(self, jobs):
+    """jobs: (binary, args, env or None); returns [(exit code, stdout, raw stderr bytes)]."""
+    requests = []
+    for binary, args, env in jobs:
+      self.count += 1
+      stem = os.path.join(self.workdir, f"job{self.count}")
+      requests.append({"module": MODULES[binary], "args": args, "cwd": REPO,
+                       "env": env or _env(), "stdout": stem + ".out", "stderr": stem + ".err"})
+    self.process.stdin.write(json.dumps(requests) + "\n")
+    self.process.stdin.flush()
+    codes = json.loads(self.process.stdout.readline())
+    results = []
+    for code, request in zip(codes, requests):
+      _wait_for_writers(request["stderr"])
+      with open(request["stdout"]) as f, open(request["stderr"], "rb") as g:
+        results.append((code, f.read(), g.read()))
+    return results
+
+  def close(self):
+    self.process.stdin.close()
+    self.process.wait(timeout=60)
 
 
-def _wrong_architecture_checkpoint(tmp_path) -> str:
-  path = str(tmp_path / "other_model")
-  orbax_format.save_params(path, {"encoder": {"kernel": np.zeros((3, 5), np.float32)}})
-  return path
+def _wait_for_writers(path, seconds=5.0):
+  """The native-stderr filter of a finished job may still be writing its last lines."""
+  deadline, size = time.time() + seconds, -1
+  while time.time() < deadline:
+    new = os.path.getsize(path)
+    if new == size:
+      return
+    size = new
+    time.sleep(0.05)
 
 
-def _a_file(tmp_path) -> str:
-  (tmp_path / "a_file").write_text("x")
-  return str(tmp_path / "a_file")
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+  """One runner, one trained toy run and the damaged and foreign inputs made from it."""
+  base = tmp_path_factory.mktemp("bad_inputs")
+  runner = Runner(str(base))
+  trained = str(base / "trained")
+  (code, _, err), = runner.run([("train", _train_args(trained), None)])
+  assert code == 0, err.decode()[-3000:]
+  stats_dir = str(base / "toy_stats")
+  (code, _, err), = runner.run([("stats_init", [
+      f"--checkpoint={trained}", "--scheme=per_param_grouping___init_scale",
+      f"--output_dir={stats_dir}", "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL], None)])
+  assert code == 0, err.decode()[-3000:]
+  damaged = str(base / "damaged")
+  shutil.copytree(trained, damaged)
+  _damage(os.path.join(damaged, "checkpoint_2"))
+  (base / "a_file").write_text("x")
+  (base / "garbage.json").write_text("this is not json {")
+  yield {"base": str(base), "runner": runner, "trained": trained, "damaged": damaged,
+         "stats": os.path.join(stats_dir, "stats.json"), "a_file": str(base / "a_file"),
+         "garbage_stats": str(base / "garbage.json")}
+  runner.close()
 
 
-# (case, binary, argument builder taking (tmp_path, out) where `out` must stay uncreated,
-#  a phrase the one line must hold)
+def _damage(step_dir):
+  """Truncates every array file of the checkpoint's params item to half its size."""
+  damaged = 0
+  for root, _, files in os.walk(os.path.join(step_dir, "params")):
+    for name in files:
+      path = os.path.join(root, name)
+      if "d" in os.path.basename(root) and os.path.getsize(path) > 16:
+        with open(path, "r+b") as f:
+          f.truncate(os.path.getsize(path) // 2)
+        damaged += 1
+  assert damaged, os.listdir(step_dir)
+
+
+def _file_task_module(w, name, content: bytes):
+  """A module registering FILE_TASK over a file with `content`; returns (module, env)."""
+  folder = os.path.join(w["base"], f"module_{name}")
+  os.makedirs(folder, exist_ok=True)
+  data = os.path.join(folder, "task.txt")
+  with open(data, "wb") as f:
+    f.write(content)
+  with open(os.path.join(folder, f"ftask_{name}.py"), "w") as f:
+    f.write("from synthetic_pretraining import synthetic\n"
+            f"synthetic.register_file_task({FILE_TASK!r}, {{'train': {data!r}, "
+            f"'validation': {data!r}}}, replace=True)\n")
+  return f"ftask_{name}", _env(folder)
+
+
+def _file_task_case(name, content, phrase):
+  def make(w, out):
+    module, env = _file_task_module(w, name, content)
+    return _train_args(out, task=FILE_TASK, module=module), env
+  return (name, "train", make, phrase)
+
+
+def _init_gin(stats):
+  return ["--gin_file=gin/init/per_param_grouping___init_scale.gin",
+          f"--gin.STATS_SOURCE='{stats}'"]
+
+
+# (case, binary, make(world, out) -> args or (args, env), a phrase the one line must hold); `out`
+# must stay uncreated, and nothing may appear in the world's folder.
 CASES = [
+    # --- train: TASK_FEATURE_LENGTHS, BATCH_SIZE, the task
     ("lengths_missing_feature", "train",
-     lambda t, out: _train_args(out, lengths="{'inputs': 12}"), "no length for 'targets'"),
+     lambda w, out: _train_args(out, lengths="{'inputs': 12}"), "no length for 'targets'"),
     ("lengths_negative", "train",
-     lambda t, out: _train_args(out, lengths="{'inputs': -5, 'targets': 12}"),
+     lambda w, out: _train_args(out, lengths="{'inputs': -5, 'targets': 12}"),
      "TASK_FEATURE_LENGTHS['inputs'] must be a positive integer, got -5"),
     ("lengths_string", "train",
-     lambda t, out: _train_args(out, lengths="{'inputs': '12', 'targets': 12}"),
+     lambda w, out: _train_args(out, lengths="{'inputs': '12', 'targets': 12}"),
      "must be a positive integer, got '12'"),
-    ("lengths_not_a_dict", "train", lambda t, out: _train_args(out, lengths="64"),
+    ("lengths_not_a_dict", "train", lambda w, out: _train_args(out, lengths="64"),
      "TASK_FEATURE_LENGTHS must be a dict"),
-    ("batch_not_divisible", "train", lambda t, out: _train_args(out, batch=6),
+    ("batch_not_divisible", "train", lambda w, out: _train_args(out, batch=6),
      "BATCH_SIZE=6 is not divisible by the data-parallel size 8"),
     ("batch_not_divisible_model_parallel", "train",
-     lambda t, out: _train_args(out, "--gin.partitioning.PjitPartitioner.num_partitions=2",
+     lambda w, out: _train_args(out, "--gin.partitioning.PjitPartitioner.num_partitions=2",
                                 batch=6), "data-parallel size 4"),
-    ("unknown_task", "train", lambda t, out: _train_args(out, task="toy_revers"),
+    ("unknown_task", "train", lambda w, out: _train_args(out, task="toy_revers"),
      "Did you mean 'toy_reverse'"),
-    ("gin_typo", "train", lambda t, out: _train_args(out, "--gin.TRAIN_STEP=3"),
+    ("unknown_task_module", "train",
+     lambda w, out: _train_args(out, module="no_such_module_xyz"), "no_such_module_xyz"),
+    # --- train: gin
+    ("gin_typo", "train", lambda w, out: _train_args(out, "--gin.TRAIN_STEP=3"),
      "Did you mean TRAIN_STEPS"),
+    ("gin_syntax_error_in_flag", "train",
+     lambda w, out: _train_args(out, "--gin.EVAL_PERIOD=(1,"), "--gin.EVAL_PERIOD=(1,"),
+    ("gin_missing_inner_quotes", "train",
+     lambda w, out: _train_args(out)[:4] + ["--gin.MODEL_DIR=runs/x"] + _train_args(out)[5:],
+     "--gin.MODEL_DIR=\"'runs/x'\""),
+    ("gin_file_missing", "train",
+     lambda w, out: _train_args(out, "--gin_file=gin/runs/no_such.gin"), "no_such.gin"),
+    ("gin_file_typo", "train",
+     lambda w, out: _train_args(out, "--gin_file=gin/runs/pretrian.gin"),
+     "Did you mean gin/runs/pretrain.gin"),
+    ("gin_unknown_configurable", "train",
+     lambda w, out: _train_args(out, "--gin.network.T5Config.emb_dimm=4"), "emb_dimm"),
+    # --- train: numbers out of range or of the wrong type
+    ("train_steps_string", "train", lambda w, out: _train_args(out, steps="'x'"),
+     "TRAIN_STEPS must be a positive integer"),
+    ("train_steps_negative", "train", lambda w, out: _train_args(out, steps="-5"),
+     "TRAIN_STEPS must be a positive integer"),
+    ("train_steps_zero", "train", lambda w, out: _train_args(out, steps="0"),
+     "TRAIN_STEPS must be a positive integer"),
+    ("seed_string", "train", lambda w, out: _train_args(out, "--gin.SEED='x'"),
+     "SEED must be an integer"),
+    ("keep_checkpoints_zero", "train",
+     lambda w, out: _train_args(out, "--gin.KEEP_CHECKPOINTS=0"), "KEEP_CHECKPOINTS must be"),
+    ("checkpoint_period_negative", "train",
+     lambda w, out: _train_args(out, "--gin.CHECKPOINT_PERIOD=-1"), "CHECKPOINT_PERIOD must be"),
+    ("eval_period_zero", "train",
+     lambda w, out: _train_args(out, "--gin.EVAL_PERIOD=0"), "EVAL_PERIOD must be"),
+    # --- train: MODEL_DIR and initial checkpoints
+    ("model_dir_under_a_file", "train",
+     lambda w, out: _train_args(os.path.join(w["a_file"], "run")), "is a file"),
+    ("model_dir_s3", "train", lambda w, out: _train_args("s3://bucket/run"), "s3://"),
+    ("model_dir_unknown_scheme", "train", lambda w, out: _train_args("foo://bucket/run"),
+     "foo://"),
     ("initial_checkpoint_missing", "train",
-     lambda t, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{t}/nothing_here'"),
+     lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['base']}/nothing_here'"),
      "INITIAL_CHECKPOINT_PATH: No checkpoint at"),
     ("initial_checkpoint_wrong_architecture", "train",
-     lambda t, out: _train_args(
-         out, f"--gin.INITIAL_CHECKPOINT_PATH='{_wrong_architecture_checkpoint(t)}'"),
-     "written for another architecture"),
-    ("model_dir_under_a_file", "train",
-     lambda t, out: _train_args(os.path.join(_a_file(t), "run")), "is a file"),
-    ("empty_task_file", "train",
-     lambda t, out: _train_args(out, task=_file_task(t, b"")), "empty"),
+     lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['trained']}'",
+                                model=[]), "another architecture"),
+    ("initial_checkpoint_load_bogus", "train",
+     lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['trained']}'",
+                                "--gin.INITIAL_CHECKPOINT_LOAD='bogus'"),
+     "INITIAL_CHECKPOINT_LOAD must be 'all' or 'all_but_embedding'"),
+    ("stats_source_garbage", "train",
+     lambda w, out: _train_args(out, *_init_gin(w["garbage_stats"])), "garbage.json"),
+    ("stats_source_other_architecture", "train",
+     lambda w, out: _train_args(out, *_init_gin(w["stats"]), model=[]), "do not fit the model"),
+    # --- train: file tasks
+    _file_task_case("empty_task_file", b"", "empty"),
+    _file_task_case("non_utf8_task_file", b"[5, 6]\t[7]\n\xff\xfe[5]\t[7]\n", "UTF-8"),
+    # --- eval
     ("eval_checkpoint_missing", "eval",
-     lambda t, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['base']}/nothing_here'",
                               f"--gin.EVAL_OUTPUT_DIR='{out}'"), "CHECKPOINT_PATH: No checkpoint"),
     ("eval_batch_not_divisible", "eval",
-     lambda t, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{t}'", "--gin.BATCH_SIZE=12",
-                              f"--gin.EVAL_OUTPUT_DIR='{out}'"), "BATCH_SIZE=12"),
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              "--gin.BATCH_SIZE=12", f"--gin.EVAL_OUTPUT_DIR='{out}'"),
+     "BATCH_SIZE=12"),
+    ("eval_unknown_split", "eval",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              "--gin.SPLIT='nosuchsplit'", f"--gin.EVAL_OUTPUT_DIR='{out}'"),
+     "nosuchsplit"),
+    ("eval_damaged_checkpoint", "eval",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['damaged']}'",
+                              f"--gin.EVAL_OUTPUT_DIR='{out}'"), "damaged"),
+    # --- infer
     ("infer_lengths_not_a_dict", "infer",
-     lambda t, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{t}'", "--gin.SPLIT='validation'",
-                              f"--gin.INFER_OUTPUT_DIR='{out}'", lengths="12"),
-     "TASK_FEATURE_LENGTHS must be a dict"),
+     lambda w, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              "--gin.SPLIT='validation'", f"--gin.INFER_OUTPUT_DIR='{out}'",
+                              lengths="12"), "TASK_FEATURE_LENGTHS must be a dict"),
+    ("infer_unknown_split", "infer",
+     lambda w, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              "--gin.SPLIT='nosuchsplit'", f"--gin.INFER_OUTPUT_DIR='{out}'"),
+     "nosuchsplit"),
+    ("infer_checkpoint_is_a_file", "infer",
+     lambda w, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{w['a_file']}'",
+                              "--gin.SPLIT='validation'", f"--gin.INFER_OUTPUT_DIR='{out}'"),
+     "a_file"),
+    # --- export_data
     ("export_num_examples_zero", "export_data",
-     lambda t, out: ["--task=set", "--num_examples=0", f"--output={out}/set.txt"],
+     lambda w, out: ["--task=set", "--num_examples=0", f"--output={out}/set.txt"],
      "--num_examples"),
     ("export_unwritable_output", "export_data",
-     lambda t, out: ["--task=set", "--num_examples=2", f"--output={_a_file(t)}/set.txt"], ""),
-    ("inspect_missing", "inspect_checkpoint", lambda t, out: [f"{out}/nothing"], "nothing"),
+     lambda w, out: ["--task=set", "--num_examples=2", f"--output={w['a_file']}/set.txt"], ""),
+    # --- inspect_checkpoint
+    ("inspect_missing", "inspect_checkpoint", lambda w, out: [f"{out}/nothing"], "nothing"),
+    ("inspect_damaged", "inspect_checkpoint", lambda w, out: [w["damaged"]], "damaged"),
+    ("inspect_a_file", "inspect_checkpoint", lambda w, out: [w["a_file"]], "a_file"),
+    # --- report
     ("report_missing_run", "report",
-     lambda t, out: [f"{t}/no_run", f"--output_dir={out}"], "no_run"),
+     lambda w, out: [f"{w['base']}/no_run", f"--output_dir={out}"], "no_run does not exist"),
+    # --- stats_init
     ("stats_init_missing_source", "stats_init",
-     lambda t, out: [f"--checkpoint={t}/no_checkpoint", "--scheme=per_param_grouping___init_scale",
-                     f"--output_dir={out}", "--gin_file=gin/models/t5_1_0/tiny.gin"],
-     "no_checkpoint"),
+     lambda w, out: [f"--checkpoint={w['base']}/no_checkpoint",
+                     "--scheme=per_param_grouping___init_scale", f"--output_dir={out}",
+                     "--gin_file=gin/models/t5_1_0/tiny.gin"], "no_checkpoint"),
+    ("stats_init_other_architecture", "stats_init",
+     lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scale",
+                     f"--output_dir={out}", "--gin_file=gin/models/t5_1_0/cpu.gin"],
+     "architecture"),
+    ("stats_init_garbage_stats", "stats_init",
+     lambda w, out: [f"--checkpoint={w['garbage_stats']}", f"--output_dir={out}",
+                     "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL], "garbage.json"),
+    ("stats_init_unknown_scheme", "stats_init",
+     lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scal",
+                     f"--output_dir={out}", "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL],
+     "per_param_grouping___init_scale"),
+    # --- tasks
+    ("tasks_unknown", "tasks", lambda w, out: ["--task=toy_revers", "--module=toy_tasks"],
+     "toy_reverse"),
 ]
-MAINS = {"train": train.main,
-         "eval": lambda a: train.main(a, entry_point=evaluation.evaluate_checkpoint),
-         "infer": lambda a: train.main(a, entry_point=inference.infer), "export_data": lambda a: cli.run(export_data.main, a),
-         "inspect_checkpoint": lambda a: cli.run(inspect_checkpoint.main, a),
-         "report": lambda a: cli.run(report.main, a),
-         "stats_init": lambda a: cli.run(stats_init_main.main, a)}
+
+
+@pytest.fixture(scope="module")
+def table(world):
+  """Every case of CASES, run PARALLEL at a time: {case: (code, stdout, stderr, out, listing)}."""
+  jobs, outs = [], []
+  before = set(os.listdir(world["base"]))
+  for case, binary, make, _ in CASES:
+    out = os.path.join(world["base"], f"out_{case}")
+    made = make(world, out)
+    args, env = made if isinstance(made, tuple) else (made, None)
+    jobs.append((binary, args, env))
+    outs.append(out)
+  before |= {n for n in os.listdir(world["base"]) if n.startswith("module_")}
+  results = world["runner"].run(jobs)
+  after = set(os.listdir(world["base"]))
+  created = {n for n in after - before if not n.startswith("job")}
+  summary = os.environ.get("BAD_INPUTS_SUMMARY")
+  if summary:  # a readable table of every case: exit code, stderr line count, the stderr
+    with open(summary, "w") as f:
+      for (case, binary, *_), (code, _, err) in zip(CASES, results):
+        text = err.decode("utf-8", "replace")
+        f.write(f"{case} [{binary}] rc={code} lines={len(text.splitlines())}\n{text}\n")
+  return {case: (*result, out, created)
+          for (case, *_), result, out in zip(CASES, results, outs)}
 
 
 @pytest.mark.parametrize("case,binary,make_args,phrase", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gives_one_line_and_creates_nothing(case, binary, make_args, phrase, tmp_path,
-                                                      capsys):
-  del case
-  out = str(tmp_path / "out")
-  args = make_args(tmp_path, out)
-  before = set(os.listdir(tmp_path))
-  rc = MAINS[binary](args)
-  captured = capsys.readouterr()
-  lines = captured.err.strip().splitlines()
-  assert rc == 1, captured.err
-  assert len(lines) == 1, captured.err
+def test_bad_input_gives_one_line_and_creates_nothing(case, binary, make_args, phrase, table):
+  del binary, make_args
+  code, _, raw_err, out, created = table[case]
+  text = raw_err.decode("utf-8", "replace")
+  lines = text.splitlines()
+  assert code == 1, text[-3000:]
+  assert len(lines) == 1, text[-3000:]
   assert lines[0].startswith("error: ") and phrase in lines[0], lines[0]
   assert not os.path.exists(out)
-  assert set(os.listdir(tmp_path)) == before
+  assert not {n for n in created if n.startswith(f"out_{case}")}, created
 
 
-def test_malformed_line_stops_training_with_one_short_line(tmp_path, capsys):
-  model_dir = str(tmp_path / "run")
-  task = _file_task(tmp_path, b"[5, 6]\t[7]\n[5, x]\t[7]\n" * 8)
-  assert train.main(_train_args(model_dir, task=task)) == 1
-  err = capsys.readouterr().err
-  error_lines = [l for l in err.splitlines() if l.startswith("error: ")]
-  assert len(error_lines) == 1 and "Traceback" not in err, err[-3000:]
-  # Training reads the lines in a seeded random order: the first bad line met is any even one.
-  prefix, suffix = f"error: Malformed line in {tmp_path}/task.txt: line ", (
-      " is not of the form [ids]<TAB>[ids] : [5, x]\\t[7]")
-  assert error_lines[0].startswith(prefix) and error_lines[0].endswith(suffix), error_lines[0]
-  assert int(error_lines[0][len(prefix):-len(suffix)]) % 2 == 0
-  assert orbax_format.checkpoint_steps(model_dir) == []  # nothing half-trained is left
+def test_nothing_else_was_created(table):
+  """No case created anything in the shared folder (only the runner's job logs are new)."""
+  created = next(iter(table.values()))[4]
+  assert not created, created
+
+
+def test_verbose_adds_the_traceback(world):
+  (code, _, err), = world["runner"].run(
+      [("train", _train_args(os.path.join(world["base"], "v"), "--verbose", lengths="64"), None)])
+  text = err.decode()
+  assert code == 1 and "Traceback" in text and text.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_malformed_line_stops_training_with_one_short_line(world):
+  module, env = _file_task_module(world, "malformed", b"[5, 6]\t[7]\n[5, x]\t[7]\n" * 8)
+  model_dir = os.path.join(world["base"], "malformed_run")
+  (code, _, err), = world["runner"].run(
+      [("train", _train_args(model_dir, task=FILE_TASK, module=module), env)])
+  text = err.decode()
+  data = os.path.join(world["base"], "module_malformed", "task.txt")
+  assert code == 1 and text.splitlines() == [
+      f"error: Malformed line in {data}: line 2 is not of the form [ids]<TAB>[ids] : [5, x]\\t[7]"
+  ], text[-3000:]
+  # Found by the preflight read of the file's head: nothing was created, not even MODEL_DIR.
+  assert not os.path.exists(model_dir)
 
 
 def test_huge_line_is_refused_before_parsing_and_never_echoed_whole(tmp_path):
+  from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.data import pipeline  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.synthetic import file_source  # pylint: disable=import-outside-toplevel
   path = tmp_path / "huge.txt"
   path.write_bytes(b"[" + b"1, " * 4_000_000 + b"1]\t[2]\n")  # one 12 MB line
   source = file_source.AuthorsFileSource({"train": str(path)})
@@ -172,24 +376,56 @@ def test_huge_line_is_refused_before_parsing_and_never_echoed_whole(tmp_path):
   assert "line 1 is longer than 1048576 bytes" in message and len(message) < 600, message[:600]
 
 
-def test_verbose_adds_the_traceback(tmp_path, capsys):
-  assert train.main(_train_args(str(tmp_path / "out"), "--verbose", lengths="64")) == 1
-  err = capsys.readouterr().err
-  assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
+# One bad input per binary in a truly fresh `python -m` process: the imports print nothing.
+FRESH = [
+    ("train", lambda t: _train_args(str(t / "out"), lengths="{'inputs': -5, 'targets': 12}"),
+     "error: TASK_FEATURE_LENGTHS['inputs'] must be a positive integer, got -5 "
+     "(e.g. {'inputs': 512, 'targets': 512})."),
+    ("eval", lambda t: _run_args("eval", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'",
+                                 f"--gin.EVAL_OUTPUT_DIR='{t}/out'"), "CHECKPOINT_PATH"),
+    ("infer", lambda t: _run_args("infer", f"--gin.CHECKPOINT_PATH='{t}/nothing_here'",
+                                  "--gin.SPLIT='validation'",
+                                  f"--gin.INFER_OUTPUT_DIR='{t}/out'"), "CHECKPOINT_PATH"),
+    ("inspect_checkpoint", lambda t: [f"{t}/out"], "out"),
+    ("stats_init", lambda t: [f"--checkpoint={t}/nothing", "--output_dir=" + str(t / "out"),
+                              "--scheme=per_param_grouping___init_scale",
+                              "--gin_file=gin/models/t5_1_0/tiny.gin"], "nothing"),
+    ("export_data", lambda t: ["--task=set", "--num_examples=0", f"--output={t}/out/x.txt"],
+     "--num_examples"),
+    ("report", lambda t: [f"{t}/no_run", f"--output_dir={t}/out"], "no_run"),
+    ("precompile", lambda t: ["--gin_file=gin/models/t5_1_0/tiny.gin",
+                              "--gin_file=gin/runs/no_such.gin", "--topology=v4-8",
+                              f"--output={t}/out"], "no_such.gin"),
+]
 
 
-def test_the_binary_itself_prints_one_line(tmp_path):
-  """Through `python -m` (what users run): no traceback, exit code 1."""
-  out = str(tmp_path / "out")
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
-  result = subprocess.run([sys.executable, "-m", "synthetic_pretraining.train",
-                           *_train_args(out, lengths="{'inputs': -5, 'targets': 12}")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 1, result.stderr
-  # TensorFlow's C++ runtime logs its start-up (oneDNN, CUDA probing) before Python runs any of
-  # our code, whatever TF_CPP_MIN_LOG_LEVEL says; those lines are not ours to silence.
-  ours = [l for l in result.stderr.strip().splitlines() if not _TF_STARTUP.match(l)]
-  assert ours == [
-      "error: TASK_FEATURE_LENGTHS['inputs'] must be a positive integer, got -5 "
-      "(e.g. {'inputs': 512, 'targets': 512})."]
-  assert not os.path.exists(out)
+def test_fresh_processes_print_one_line(tmp_path):
+  """Raw stderr of `python -m synthetic_pretraining.<binary>`, imports included: one line."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  env.update(_env())
+  started = []
+  for binary, make, phrase in FRESH:
+    folder = tmp_path / binary
+    folder.mkdir()
+    started.append((binary, folder, phrase, subprocess.Popen(
+        [sys.executable, "-m", MODULES[binary], *make(folder)], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    if len([p for *_, p in started if p.poll() is None]) >= PARALLEL:
+      started[-PARALLEL][3].wait(timeout=300)
+  for binary, folder, phrase, process in started:
+    _, err = process.communicate(timeout=300)
+    text = err.decode("utf-8", "replace")
+    assert process.returncode == 1, (binary, text[-3000:])
+    assert len(text.splitlines()) == 1 and text.startswith("error: "), (binary, text[-3000:])
+    assert phrase in text, (binary, text)
+    assert not os.path.exists(folder / "out"), binary
+
+
+@pytest.mark.parametrize("binary", sorted(MODULES))
+def test_help_is_fast_and_needs_no_heavy_import(binary):
+  started = time.perf_counter()
+  result = subprocess.run([sys.executable, "-m", MODULES[binary], "--help"], cwd=REPO,
+                          env={**os.environ, **_env()}, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0 and result.stderr == "", result.stderr
+  assert f"python -m {MODULES[binary]}" in result.stdout, result.stdout
+  assert time.perf_counter() - started < 5

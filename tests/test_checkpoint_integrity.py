@@ -33,6 +33,10 @@ def _write_checkpoint(step_dir: str, step: int) -> None:
   next(iterator)
   tf.train.Checkpoint(iterator=iterator).write(os.path.join(step_dir, "data_iterator",
                                                             "process_0"))
+  # The prefetcher's batches taken but not yet handed out (prefetch.PENDING_SUFFIX).
+  np.savez(os.path.join(step_dir, "data_iterator", "process_0.pending.npz"),
+           **{"0/inputs": rng.integers(0, 100, size=(64, 512), dtype=np.int32),
+              "0/targets": rng.integers(0, 100, size=(64, 512), dtype=np.int32)})
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +80,8 @@ DAMAGE = {
                                lambda d: os.remove(d / "data_iterator" / "process_0.index")),
     "iterator_data_truncated": ("data_iterator", lambda d: _truncate(
         glob.glob(str(d / "data_iterator" / "process_0.data-*"))[0])),
+    "iterator_pending_truncated": ("pending", lambda d: _truncate(
+        d / "data_iterator" / "process_0.pending.npz")),
     "item_deleted": ("opt_state", lambda d: shutil.rmtree(d / "opt_state")),
     "step_dir_empty": ("checkpoint_2", lambda d: [shutil.rmtree(p) if p.is_dir() else p.unlink()
                                                   for p in d.iterdir()]),
@@ -110,9 +116,11 @@ def test_damage_is_named_in_one_line_and_the_run_falls_back(case, model_dir, cap
 def test_never_a_silent_restart_when_every_checkpoint_is_damaged(model_dir):
   for step in (1, 2):
     _truncate(_largest_file(model_dir / f"checkpoint_{step}" / "params"))
-  with pytest.raises(integrity.CheckpointDamagedError, match="None of the 2"):
+  with pytest.raises(integrity.CheckpointDamagedError, match="None of the 2") as error:
     integrity.newest_intact_step(
         [1, 2], lambda step: str(model_dir / f"checkpoint_{step}"))
+  line = cli.one_line(error.value)  # both named, and what to do, in one line
+  assert "step 2: " in line and "step 1: " in line and "INITIAL_CHECKPOINT_PATH" in line, line
   assert integrity.newest_intact_step([], str) is None  # a fresh run starts at 0
 
 
@@ -126,6 +134,8 @@ def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
   model_dir = tmp_path / "run"
   assert train.main(_train_args(model_dir, 4)) == 0
   assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4]
+  with open(model_dir / "metrics.jsonl") as f:
+    first_run = [r for r in map(json.loads, f) if r["kind"] == "train"]
   _truncate(_largest_file(model_dir / "checkpoint_4" / "opt_state"))
   capsys.readouterr()
 
@@ -137,12 +147,16 @@ def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, capsys):
 
   # With fallback (the default): step 2, whole, then on; the damaged step is kept aside.
   assert train.main(_train_args(model_dir, 6)) == 0
-  assert "Skipping a damaged checkpoint" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "Skipping a damaged checkpoint" in err
   assert orbax_format.checkpoint_steps(str(model_dir)) == [2, 4, 6]
   assert (model_dir / "checkpoint_4.damaged").is_dir()
+  # metrics.jsonl: the first run's records past step 2 were dropped on resume (one warning),
+  # so every step has one record.
+  assert err.count("record(s) past it") == 1, err[-3000:]
   with open(model_dir / "metrics.jsonl") as f:
     records = [r for r in map(json.loads, f) if r["kind"] == "train"]
-  first_run, resumed = records[:4], records[4:]
-  assert [r["step"] for r in resumed] == [3, 4, 5, 6]
+  assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+  resumed = records[2:]
   # Parameters, optimizer state and data position all from step 2: steps 3 and 4 repeat exactly.
   assert [r["loss"] for r in resumed[:2]] == [r["loss"] for r in first_run[2:]]

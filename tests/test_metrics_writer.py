@@ -69,3 +69,27 @@ def test_text_goes_to_the_train_run(tmp_path):
            for event in tf.compat.v1.train.summary_iterator(event_file)
            for value in event.summary.value]
   assert texts == [("config", "a = 1  \nb = 2", "text")]
+
+
+def test_resume_truncates_records_past_the_restored_step_and_warns_once(tmp_path, caplog):
+  """A run killed after step 5 whose last checkpoint is step 3: records 4 and 5 (and a torn last
+  line) go, so the repeated steps are recorded once."""
+  model_dir = str(tmp_path / "run")
+  writer = metrics_writer.MetricsWriter(model_dir)
+  for step in range(1, 6):
+    writer.write(step, "train", {"loss": float(step)}, split="train")
+  writer.write(4, "eval", {"accuracy": 0.5}, split="validation", task="t")
+  writer.close()
+  log = tmp_path / "run" / "metrics.jsonl"
+  with open(log, "a") as f:
+    f.write('{"step": 6, "kind": "tr')  # torn by SIGKILL
+  resumed = metrics_writer.MetricsWriter(model_dir)
+  with caplog.at_level("WARNING"):
+    assert resumed.truncate_after(3) == 4
+    assert resumed.truncate_after(3) == 0  # nothing more: no second warning
+  warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
+  assert len(warnings) == 1 and "step 3" in warnings[0].getMessage()
+  resumed.write(4, "train", {"loss": 4.0}, split="train")
+  resumed.close()
+  steps = [json.loads(l)["step"] for l in log.read_text().splitlines()]
+  assert steps == [1, 2, 3, 4]

@@ -103,6 +103,29 @@ def test_lease_of_another_host_holds_until_its_heartbeat_expires(tmp_path):
   lock.release()
 
 
+def test_expired_heartbeat_is_stale_even_if_its_pid_now_names_a_live_process(tmp_path):
+  """After a VM restart pids start over: the old owner's pid may belong to an unrelated live
+  process on the same host. A heartbeat 10,010 s old (lease 120 s) is stale all the same."""
+  unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    model_dir = tmp_path / "restarted"
+    model_dir.mkdir()
+    record = {"host": socket.gethostname(), "pid": unrelated.pid, "token": "old", "started": 0,
+              "heartbeat": time.time() - 10_010, "lease_seconds": 120}
+    (model_dir / run_lock.LOCK_NAME).write_text(json.dumps(record))
+    lock = run_lock.RunLock(model_dir).acquire()
+    assert json.loads((model_dir / run_lock.LOCK_NAME).read_text())["token"] == lock.token
+    lock.release()
+    # The same live pid with a fresh heartbeat is a live owner: refused.
+    record["heartbeat"] = time.time()
+    (model_dir / run_lock.LOCK_NAME).write_text(json.dumps(record))
+    with pytest.raises(run_lock.RunLockError, match=f"process {unrelated.pid}"):
+      run_lock.RunLock(model_dir).acquire()
+  finally:
+    unrelated.kill()
+    unrelated.wait()
+
+
 def test_heartbeat_renews_the_lease(tmp_path):
   lock = run_lock.RunLock(tmp_path / "run", lease_seconds=0.3).acquire()
   try:

@@ -68,6 +68,11 @@ def _read_item(item: str) -> Optional[str]:
       problem = verify_tf_iterator(paths.join(item, prefix))
       if problem:
         return problem
+    for name in names:  # the batches taken but not yet handed out (prefetch's pending.npz)
+      if name.endswith(".npz"):
+        problem = verify_npz(paths.join(item, name))
+        if problem:
+          return problem
     return None
   if "_METADATA" in names or "manifest.ocdbt" in names or "_sharding" in names:
     _read_pytree(item)
@@ -144,6 +149,18 @@ def verify_tf_iterator(prefix: str) -> Optional[str]:
   return None
 
 
+def verify_npz(path: str) -> Optional[str]:
+  """None if every array of the .npz file at `path` reads completely."""
+  import io  # pylint: disable=import-outside-toplevel
+  try:
+    with np.load(io.BytesIO(paths.read_bytes(path))) as saved:
+      for key in saved.files:
+        np.asarray(saved[key])
+  except Exception as e:  # pylint: disable=broad-except  (zip, zlib, numpy format errors)
+    return f"the pending batches {path} cannot be read: {_detail(e)}"
+  return None
+
+
 def newest_intact_step(steps: Sequence[int], step_dir_of: Callable[[int], str], *,
                        fallback: bool = True,
                        verify: Callable[[str], Optional[str]] = verify_checkpoint) -> Optional[int]:
@@ -157,6 +174,8 @@ def newest_intact_step(steps: Sequence[int], step_dir_of: Callable[[int], str], 
   for step in sorted(steps, reverse=True):
     problem = verify(step_dir_of(step))
     if problem is None:
+      for skipped in problems:  # named only now: with none intact, the error lists them all
+        logging.warning("Skipping a damaged checkpoint: %s", skipped)
       if problems:
         logging.warning("Resuming from the older intact checkpoint of step %d instead.", step)
       return step
@@ -164,11 +183,12 @@ def newest_intact_step(steps: Sequence[int], step_dir_of: Callable[[int], str], 
       raise CheckpointDamagedError(
           f"The newest checkpoint is damaged: {problem}. Set --gin.RESTORE_FALLBACK=True to "
           "resume from the newest intact one, or delete it.")
-    logging.warning("Skipping a damaged checkpoint: %s", problem)
     problems.append(problem)
   if problems:
+    shown = errors.listing([f"step {s}: {p}" for s, p in
+                            zip(sorted(steps, reverse=True), problems)], limit=5)
     raise CheckpointDamagedError(
-        f"None of the {len(problems)} checkpoint(s) can be read; the newest: {problems[0]}. "
-        "Delete them to start from step 0.")
+        f"None of the {len(problems)} checkpoint(s) can be read ({shown}). Move them out of "
+        "MODEL_DIR (or delete them) to start again from step 0, or start a new MODEL_DIR from "
+        "other parameters with INITIAL_CHECKPOINT_PATH.")
   return None
-

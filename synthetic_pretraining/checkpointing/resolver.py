@@ -10,6 +10,7 @@
 The trainer (INITIAL_CHECKPOINT_PATH), `eval`, `infer`, `inspect_checkpoint` and `stats_init`
 all ask here, so they accept the same paths and fail with the same message.
 """
+import contextlib
 import dataclasses
 import logging
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
@@ -30,6 +31,33 @@ EXPECTED = ("one of our checkpoints (a checkpoint_<step> directory, a params-onl
             "(config.json with model.safetensors or pytorch_model.bin)")
 
 
+# What a damaged or foreign file raises in the readers (orbax, tensorstore, msgpack, numpy).
+# AssertionError: flax's msgpack restore asserting on what a foreign file decodes to.
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, IndexError,
+                AssertionError)
+
+
+class CheckpointReadError(errors.UsageError):
+  """A checkpoint path was found but cannot be read: damaged, truncated or not a checkpoint."""
+
+
+@contextlib.contextmanager
+def reading(path: str, kind: str):
+  """Turns a reader's failure on `path` into one `CheckpointReadError` line (user errors pass)."""
+  try:
+    yield
+  except errors.UsageError:
+    raise
+  except _READ_ERRORS as e:
+    detail = errors.one_line(e)
+    detail = detail if len(detail) <= 300 else detail[:300] + "..."
+    what = {"ours": "our checkpoint", "t5x_msgpack": "a t5x msgpack checkpoint"}.get(
+        kind, f"a {kind} checkpoint")
+    raise CheckpointReadError(
+        f"{path} cannot be read as {what}: it is damaged or not a checkpoint "
+        f"({type(e).__name__}: {detail}). Expected {EXPECTED}.") from e
+
+
 @dataclasses.dataclass
 class ResolvedCheckpoint:
   """A classified checkpoint path. `source` is opened lazily (it reads metadata)."""
@@ -45,7 +73,8 @@ class ResolvedCheckpoint:
   @property
   def source(self) -> Optional[ParamSource]:
     if self._source is None and self._opener is not None:
-      self._source = self._opener()
+      with reading(self.step_dir, self.kind):
+        self._source = self._opener()
     return self._source
 
   @property
@@ -77,7 +106,7 @@ def resolve(path: str, *, allow_stats: bool = False) -> ResolvedCheckpoint:
       if latest is not None:
         found = _classify_dir(latest)
         if found is not None:
-          logging.info("Using the latest checkpoint in %s: %s", path, latest)
+          logging.debug("Using the latest checkpoint in %s: %s", path, latest)
           found.path = path
     if found is not None:
       return found
@@ -108,7 +137,9 @@ def check_params(found: ResolvedCheckpoint, abstract_params,
   """
   source = found.source
   hf_reader.check_model(source, model_config)
-  orbax_format.check_architecture(source.metadata(), orbax_format.flat_abstract(abstract_params),
+  with reading(found.step_dir, found.kind):
+    metadata = source.metadata()
+  orbax_format.check_architecture(metadata, orbax_format.flat_abstract(abstract_params),
                                   source.description)
   found.checked_against = abstract_params
   return found
@@ -127,7 +158,8 @@ def read_params(checkpoint: Union[str, ResolvedCheckpoint], abstract_params,
     check_params(found, abstract_params)
   source = found.source
   wanted = orbax_format.flat_abstract(abstract_params)
-  arrays = source.read({p: t for p, t in wanted.items() if p not in skip})
+  with reading(found.step_dir, found.kind):
+    arrays = source.read({p: t for p, t in wanted.items() if p not in skip})
   logging.info("Parameters from %s (%s, step %d).", found.step_dir, found.kind, source.step)
   tree: Dict[str, Any] = traverse_util.unflatten_dict({p: arrays.get(p) for p in wanted}, sep="/")
   return tree, source.step

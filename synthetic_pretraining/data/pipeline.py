@@ -125,10 +125,20 @@ def import_task_modules(modules) -> None:
   if not modules:
     return
   for name in [modules] if isinstance(modules, str) else modules:
+    if not isinstance(name, str) or not name:
+      raise errors.UsageError(f"MIXTURE_OR_TASK_MODULE must name a module, got {name!r}.")
+    module = _task_module_name(name)
     # Task modules may define gin configurables of their own; gin locks its registry after
     # parsing, and the module is only known once the config has been parsed.
-    with gin.unlock_config():
-      importlib.import_module(_task_module_name(name))
+    try:
+      with gin.unlock_config():
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+        raise  # the module exists; something it imports is missing (a bug or an install issue)
+      raise errors.UsageError(
+          f"MIXTURE_OR_TASK_MODULE={name!r} cannot be imported: no module named {e.name!r} "
+          "(is its folder on PYTHONPATH, or the package installed?).") from None
 
 
 def get_mixture_or_task(name: str, module: Optional[str] = None):
@@ -147,7 +157,8 @@ def get_mixture_or_task(name: str, module: Optional[str] = None):
                    " Set MIXTURE_OR_TASK_MODULE (e.g. "
                    f"{TASKS_MODULE!r}) so the task gets registered.")
     raise UnknownTaskError(f"Unknown task or mixture {name!r}.{hint}{module_hint} "
-                     f"{len(known)} names are registered.") from None
+                     f"{len(known)} names are registered (python -m synthetic_pretraining.tasks "
+                     "lists them).") from None
 
 
 class TruncationCounter:

@@ -16,10 +16,12 @@ learning curves. A run's method is its run.json label, else derived from its ini
 report.csv and report.png to --output_dir.
 """
 import argparse
+import sys
 
 from synthetic_pretraining import cli
 from synthetic_pretraining import paths
 from synthetic_pretraining.report import floors
+from synthetic_pretraining.training import run_record
 from synthetic_pretraining.report import protocol
 from synthetic_pretraining.report import render
 from synthetic_pretraining.report.protocol import ReportError, read_run  # noqa: F401
@@ -43,6 +45,7 @@ def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural=
   origins = protocol.baseline_origins(runs, natural)
   if origins:
     parts.append(f"Natural baseline '{natural}': finetuned from {'; '.join(origins)}.\n")
+  parts += [f"**Note:** {w}\n" for w in setting_differences(run_dirs)]
   splits = protocol.position_splits(runs)
   if splits:
     parts += ["## What the validation token accuracy is made of\n",
@@ -54,6 +57,29 @@ def build(run_dirs, pretrain_dirs=(), metrics=(None,), random="random", natural=
   if inferred:
     parts.append("Inference split: " + ", ".join(f"{t}: {s}" for t, s in inferred) + ".\n")
   return "\n".join(parts), runs, comparisons, task_floors
+
+
+def setting_differences(run_dirs) -> list:
+  """One sentence per task whose compared runs differ in training steps, batch size or lengths
+  (their scores are then not comparable as they stand)."""
+  by_task = {}
+  for d in run_dirs:
+    record = run_record.read(d)
+    if record is not None:
+      by_task.setdefault(record.task, []).append((d, record))
+  out = []
+  for task, items in sorted(by_task.items()):
+    for name, get in (("TRAIN_STEPS", lambda r: r.train_steps),
+                      ("BATCH_SIZE", lambda r: r.batch_size),
+                      ("TASK_FEATURE_LENGTHS", lambda r: dict(r.lengths or {}))):
+      values = {}
+      for d, record in items:
+        values.setdefault(repr(get(record)), []).append(paths.as_str(d).rsplit("/", 1)[-1])
+      if len(values) > 1:
+        shown = "; ".join(f"{v} ({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''})"
+                          for v, runs in sorted(values.items()))
+        out.append(f"the {task} runs compared differ in {name}: {shown}.")
+  return out
 
 
 def main(argv=None) -> int:
@@ -82,6 +108,8 @@ def _main(argv) -> int:
     if not sep or not path or not label:
       raise ReportError(f"--label {item!r} is not RUN_DIR=LABEL.")
     labels[paths.as_str(path)] = label
+  for warning in setting_differences(args.runs):
+    print(f"warning: {warning}", file=sys.stderr)
   text, runs, comparisons, task_floors = build(args.runs, args.pretrain, metrics, args.random,
                                                 args.natural, labels)
   paths.write_atomic(paths.join(args.output_dir, "report.md"), text)

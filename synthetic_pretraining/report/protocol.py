@@ -92,6 +92,9 @@ def validation_accuracies(records: Sequence[dict]) -> List[dict]:
 
 def read_run(path: str, label: Optional[str] = None) -> Run:
   """Applies the selection protocol to one run directory (see the module docstring)."""
+  if not paths.exists(path):
+    raise ReportError(f"{path} does not exist, so no {run_record.FILENAME} (expected a run "
+                      f"directory: a MODEL_DIR holding {run_record.FILENAME} and metrics.jsonl).")
   record = run_record.read(path)
   if record is None:
     raise ReportError(f"{path}: no {run_record.FILENAME} (runs write it from this version on; "
@@ -294,6 +297,9 @@ PLATEAU_POINTS = 1.0  # gaining more than this over the last quarter of steps is
 
 def read_pretraining(path: str) -> Pretraining:
   """Final validation token accuracy of a pre-training run and its gain over the last quarter."""
+  if not paths.exists(path):
+    raise ReportError(f"{path} does not exist, so no {run_record.FILENAME} (expected a run "
+                      f"directory: a MODEL_DIR holding {run_record.FILENAME} and metrics.jsonl).")
   record = run_record.read(path)
   if record is None:
     raise ReportError(f"{path}: no {run_record.FILENAME}.")

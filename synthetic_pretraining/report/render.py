@@ -13,8 +13,9 @@ def _order(labels, random: str, natural: str) -> List[str]:
   return sorted(labels, key=lambda l: (l != random, l != natural, l.startswith("stats"), l))
 
 
-def _pm(mean: float, std: float) -> str:
-  return f"{mean:.2f} ± {std:.2f}"
+def _pm(mean: float, std: float, n: int = 2) -> str:
+  """mean ± std; one seed has no spread to show."""
+  return f"{mean:.2f}" if n < 2 else f"{mean:.2f} ± {std:.2f}"
 
 
 def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
@@ -30,7 +31,10 @@ def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
     out.append("| --- | --- | --- | --- | --- |" + (" --- |" if floor else ""))
     for label in _order(c.rows, random, natural):
       r = c.rows[label]
-      diff = "" if r.diff is None or label == random else f"{r.diff:+.2f} ± {r.diff_se:.2f}"
+      baseline = c.rows.get(random)
+      one_seed = r.n < 2 and (baseline is None or baseline.n < 2)  # no spread to show
+      diff = "" if r.diff is None or label == random else (
+          f"{r.diff:+.2f}" if one_seed else f"{r.diff:+.2f} ± {r.diff_se:.2f}")
       benefit = "" if r.benefit is None else f"{100 * r.benefit:.0f}%"
       share = ("" if r.share_of_source is None
                else f"{100 * r.share_of_source:.0f}% of {r.source}")
@@ -39,7 +43,7 @@ def comparison_markdown(comparisons: Sequence[protocol.Comparison], random: str,
         rule, best, _ = floor.best(c.metric)
         verdict = floors_lib.above_floor(r.mean, r.std, floor, c.metric)
         above = f" {'yes' if verdict else 'no'} ({r.mean - best:+.2f} vs {rule}) |"
-      out.append(f"| {label} | {_pm(r.mean, r.std)} (n={r.n}) | {diff} | {benefit} | {share} |"
+      out.append(f"| {label} | {_pm(r.mean, r.std, r.n)} (n={r.n}) | {diff} | {benefit} | {share} |"
                  + above)
     if c.gap is None:
       missing = " and ".join(f"'{name}'" for name in (random, natural) if name not in c.rows)

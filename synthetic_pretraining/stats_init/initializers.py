@@ -11,6 +11,7 @@ from typing import Mapping, Optional, Sequence
 
 import gin
 
+from synthetic_pretraining.checkpointing import resolver
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
 from synthetic_pretraining.stats_init import procedures
@@ -73,6 +74,15 @@ class StatisticsInitializer:
       return transform.plan_from_stats(artifact.read(source), params)
     return transform.build_plan(self.scheme, source, params, keep_random=self.keep_random,
                                 chunk_bytes=self.chunk_bytes)
+
+  def check(self, abstract_params) -> None:
+    """Before a run creates anything: the source exists, and a stats.json source is valid and
+    fits the model (a checkpoint source is read only when the run starts)."""
+    source = self.stats_file or self.checkpoint
+    if str(source).endswith(".json"):
+      self.plan(abstract_params)
+    else:
+      resolver.resolve(source)
 
   def __call__(self, random_params, *, partitioner=None, seed: int = 0):
     """`random_params` with the scheme's groups redrawn (shardings are taken from the arrays)."""

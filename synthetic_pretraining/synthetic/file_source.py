@@ -15,6 +15,7 @@ it to splits small enough to hold in memory (PERMUTE_MAX_BYTES), so no file's ow
 by article, grouped by register) reaches a training batch or an evaluation subset.
 """
 import random
+import re
 import sys
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -28,6 +29,7 @@ from synthetic_pretraining.data import vocabularies
 
 _IDS = r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]"
 MAX_LINE_BYTES = 1 << 20  # far above any example of the paper's tasks (a few KB at most)
+PREFLIGHT_BYTES = 1 << 16  # of a split's first file, checked before a run creates anything
 _SHOWN_CHARS = 200  # of a malformed line in an error message
 # Splits up to this size (this shard's files together) are read into memory and permuted; larger
 # ones (the authors' million-line generated files, whose lines are i.i.d. draws anyway) stream in
@@ -102,6 +104,13 @@ def format_line(example: Mapping[str, Union[Sequence[int], str]], features: Sequ
   return "\t".join(fields)
 
 
+def _as_utf8(text: tf.Tensor) -> tf.Tensor:
+  """`text` with every invalid UTF-8 byte replaced by U+FFFD (TensorFlow's error messages, and
+  Python reading them, need valid UTF-8)."""
+  return tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
+                                      replacement_char=0xFFFD)
+
+
 def _parse_ids(field: tf.Tensor) -> tf.Tensor:
   inner = tf.strings.regex_replace(field, r"[\[\]\s]", "")
   parts = tf.strings.split(inner, ",")
@@ -166,6 +175,36 @@ class AuthorsFileSource(seqio.DataSource):
                            f"{'is' if len(files) == 1 else 'are'} empty (expected one example "
                            "per line).")
     return files
+
+  def check_head(self, split: str) -> None:
+    """A one-line error if the first PREFLIGHT_BYTES of the split's first file hold a line that
+    is not UTF-8 or not of the form, so a run refuses a broken file before it creates anything
+    (preflight); the rest is checked as it is read. Nothing with on_error='skip'."""
+    if self.on_error == "raise":
+      self._check_head(self.check_split(split)[0])
+
+  def _check_head(self, path: str) -> None:
+    with paths.open_file(path, "rb") as f:
+      head = f.read(PREFLIGHT_BYTES + 1)
+    lines = head.split(b"\n")
+    if len(head) > PREFLIGHT_BYTES:
+      lines = lines[:-1]  # the last line read may be cut short
+    expected = "<TAB>".join(["text" if self.text else "[ids]"] * len(self.features))
+    form = re.compile("\t".join([r"[^\t]*" if self.text else _IDS] * len(self.features)))
+    for number, raw in enumerate(lines, start=1):
+      if not raw and number == len(lines):
+        break  # the end of the file
+      try:
+        line = raw.decode("utf-8").rstrip("\r")
+      except UnicodeDecodeError as e:
+        shown = raw[:_SHOWN_CHARS].decode("utf-8", "replace")
+        raise errors.UsageError(
+            f"Malformed line in {path}: line {number} is not UTF-8 text (byte {e.start + 1}) : "
+            f"{shown.encode('unicode_escape').decode('ascii')}") from None
+      if not form.fullmatch(line):
+        shown = line[:_SHOWN_CHARS] + ("..." if len(line) > _SHOWN_CHARS else "")
+        raise errors.UsageError(f"Malformed line in {path}: line {number} is not of the form "
+                                f"{expected} : {shown.replace(chr(9), chr(92) + 't')}")
 
   def skipped_lines(self) -> int:
     """Malformed lines skipped so far (on_error='skip')."""
@@ -233,11 +272,14 @@ class AuthorsFileSource(seqio.DataSource):
         ok = tf.logical_and(well_formed, tf.reduce_all(ids < vocab_size))
         problem = tf.where(well_formed, f"an id >= the vocabulary size {vocab_size}",
                            f"not of the form {expected}")
+      utf8 = tf.cond(fits, lambda: tf.equal(_as_utf8(line), line), lambda: tf.constant(True))
+      ok = tf.logical_and(ok, utf8)
+      problem = tf.where(utf8, problem, "not UTF-8 text")
       problem = tf.where(fits, problem, f"longer than {max_bytes} bytes")
       return file_index, number, line, ok, problem
 
     def keep(file_index, number, line, ok, problem):
-      shown = tf.strings.substr(line, 0, _SHOWN_CHARS, unit="BYTE")
+      shown = _as_utf8(tf.strings.substr(line, 0, _SHOWN_CHARS, unit="BYTE"))
       shown = tf.where(tf.strings.length(line) > _SHOWN_CHARS, shown + "...", shown)
       where = tf.strings.join(["Malformed line in ", tf.gather(names, file_index), ": line"])
       message = [where, number + 1, "is", problem, ":", shown]

@@ -13,7 +13,9 @@ run down within that time instead of leaving its peers blocked in a collective. 
 ended by the runtime itself (a C++ fatal error: "Terminating process because the JAX distributed
 service detected fatal errors ... another task died", then a native stack trace): the client's
 `missed_heartbeat_callback` that could replace it with one line cannot be called from Python in
-this jaxlib (it aborts with std::bad_cast), so that message is the runtime's, not ours.
+this jaxlib (it aborts with std::bad_cast). So the binaries' quiet start (`startup.py`) reads
+the runtime's fatal line on descriptor 2 and prints one line of ours instead, naming
+JAX_HEARTBEAT_TIMEOUT_SECONDS, and drops the native stack trace (`--verbose` keeps them).
 """
 import logging
 import os

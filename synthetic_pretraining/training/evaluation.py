@@ -1,6 +1,7 @@
 """Teacher-forced evaluation: metrics of parameters over a split, during training or of a
 checkpoint (`evaluate_checkpoint`, the eval binary's entry with gin/runs/eval.gin)."""
 import logging
+import time
 from typing import Dict, Optional
 
 import gin
@@ -15,6 +16,8 @@ from synthetic_pretraining.training import metrics_writer
 from synthetic_pretraining.training import preflight
 from synthetic_pretraining.training import run_dir
 from synthetic_pretraining.training import compiled_steps
+
+PROGRESS_SECONDS = 30.0  # between the eval binary's progress lines
 
 
 def batches_in_step(iterator, element_spec, local_batch: int, max_batches: Optional[int]):
@@ -43,17 +46,27 @@ def batches_in_step(iterator, element_spec, local_batch: int, max_batches: Optio
 
 
 def evaluate(trainer: compiled_steps.Trainer, params, cfg: pipeline.DatasetConfig, *, seed: int,
-             max_batches: Optional[int]) -> Dict[str, float]:
-  """Teacher-forced metrics over the eval split (or its first `max_batches` batches)."""
+             max_batches: Optional[int], progress: bool = False) -> Dict[str, float]:
+  """Teacher-forced metrics over the eval split (or its first `max_batches` batches); with
+  `progress` (the eval binary) a log line every PROGRESS_SECONDS and one saying what was scored."""
   counter = pipeline.TruncationCounter(cfg.task_feature_lengths)
   ds = pipeline.build_dataset(cfg, seed=seed, shard_info=pipeline.shard_info(), num_epochs=1,
                               counter=counter, drop_remainder=False)
   local_batch = cfg.batch_size // jax.process_count()
-  total = None
+  total, batches, last_report = None, 0, time.time()
   for batch in batches_in_step(pipeline.CheckpointableIterator(ds), ds.element_spec, local_batch,
                                max_batches):
     batch = pipeline.to_global_batch(batch, trainer.partitioner)
     total = compiled_steps.add_sums(total, trainer.eval_sums(params, batch))
+    batches += 1
+    if progress and time.time() - last_report > PROGRESS_SECONDS:
+      last_report = time.time()
+      logging.info("eval: %d batch(es) of %d scored%s", batches, cfg.batch_size,
+                   f" of {max_batches}" if max_batches else " (the whole split)")
+  if progress:
+    logging.info("eval: scored %d batch(es) of up to %d examples of %s/%s%s.", batches,
+                 cfg.batch_size, cfg.mixture_or_task_name, cfg.split,
+                 " (the first batches: EVAL_STEPS)" if max_batches else " (the whole split)")
   if total is None:
     raise ValueError(f"The {cfg.split!r} split of {cfg.mixture_or_task_name!r} is empty.")
   pipeline.log_truncation(counter, cfg.split, set())
@@ -77,7 +90,8 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                               checkpoint_flag="CHECKPOINT_PATH",
                               model_config=getattr(model, "config", None))
   params, step = resolver.read_params(found, trainer.abstract_params)
-  metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps)
+  metrics = evaluate(trainer, params, dataset_cfg, seed=seed, max_batches=eval_steps,
+                     progress=True)
   writer = metrics_writer.MetricsWriter(output_dir)
   writer.write(step, "eval", metrics, split=dataset_cfg.split, task=dataset_cfg.mixture_or_task_name)
   writer.close()

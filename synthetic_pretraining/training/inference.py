@@ -197,6 +197,8 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
   from synthetic_pretraining.training import preflight  # pylint: disable=import-outside-toplevel
   pipeline.check_feature_lengths(inference_cfg.task_feature_lengths)
+  preflight.check_task_split(inference_cfg.mixture_or_task_name, inference_cfg.module,
+                             inference_cfg.split)
   preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],
                       initial_checkpoint=checkpoint_path, abstract_params=abstract,
                       checkpoint_flag="CHECKPOINT_PATH",

@@ -52,11 +52,15 @@ class Progress:
   """A tqdm bar on a terminal, else a log line per record (process 0 only)."""
 
   def __init__(self, total_steps: int, start: int):
-    self.total_steps, self.bar = total_steps, None
+    self.total_steps, self.bar, self._redirect = total_steps, None, None
     self.enabled = jax.process_index() == 0
     if self.enabled and sys.stderr.isatty():
       from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+      from tqdm.contrib import logging as tqdm_logging  # pylint: disable=import-outside-toplevel
       self.bar = tqdm(total=total_steps, initial=start, unit="step", dynamic_ncols=True)
+      # Log lines (evals, warnings) are written above the bar instead of through it.
+      self._redirect = tqdm_logging.logging_redirect_tqdm()
+      self._redirect.__enter__()
 
   def step(self) -> None:
     if self.bar is not None:
@@ -72,5 +76,8 @@ class Progress:
                    self.total_steps, per_token, values["accuracy"], values["tokens_per_second"])
 
   def close(self) -> None:
+    if self._redirect is not None:
+      self._redirect.__exit__(None, None, None)
+      self._redirect = None
     if self.bar is not None:
       self.bar.close()

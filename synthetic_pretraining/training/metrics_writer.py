@@ -8,6 +8,7 @@ Only process 0 writes. MODEL_DIR may be local or gs:// (paths.py); the events go
 google-cloud-storage and re-uploads its whole buffer on each flush), and as t5x's writer does.
 """
 import json
+import logging
 from typing import Dict, Mapping, Optional
 
 import jax
@@ -58,6 +59,39 @@ class MetricsWriter:
     # whole on close); a file of one short line per logged step stays small enough for that.
     with paths.open_file(run_dir.path(self.model_dir, run_dir.METRICS_LOG), "a") as f:
       f.write(json.dumps(record) + "\n")
+
+  def truncate_after(self, step: int) -> int:
+    """Drops the metrics.jsonl records past `step` (the step a run resumes from); returns how many.
+
+    Why truncate rather than mark repeats: the records past the restored checkpoint describe
+    parameters that no checkpoint holds, and the resumed run computes those steps again exactly
+    (seeds and the saved data position decide everything), writing the same values anew. Cutting
+    them keeps exactly one record per step for every reader (the report, pandas, jq) with no
+    reader changed; TensorBoard, seeing the step go back in the new events file, discards the
+    orphaned events past it (its default purge_orphaned_data). A torn last line (a killed run)
+    goes too. One warning names what was dropped.
+    """
+    if not self.enabled:
+      return 0
+    path = run_dir.path(self.model_dir, run_dir.METRICS_LOG)
+    if not paths.exists(path):
+      return 0
+    kept, dropped = [], 0
+    for line in paths.read_text(path).splitlines():
+      try:
+        record = json.loads(line)
+        keep = int(record.get("step", 0)) <= step
+      except (ValueError, TypeError, AttributeError):
+        keep = False
+      if keep:
+        kept.append(line)
+      else:
+        dropped += 1
+    if dropped:
+      paths.write_atomic(path, "".join(l + "\n" for l in kept))
+      logging.warning("Resuming at step %d: dropped %d record(s) past it from %s (they are "
+                      "written again as the run repeats those steps).", step, dropped, path)
+    return dropped
 
   def write_text(self, tag: str, text: str, step: int = 0) -> None:
     """Records text (e.g. the operative gin config) in the training TensorBoard run."""

@@ -21,12 +21,27 @@ def check_dataset(cfg: Optional[pipeline.DatasetConfig], partitioner: partitioni
   if cfg is None:
     return
   pipeline.check_feature_lengths(cfg.task_feature_lengths)
-  task = pipeline.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
-  pipeline.check_batch_size(cfg, partitioner, what)
+  check_task_split(cfg.mixture_or_task_name, cfg.module, cfg.split,
+                   after_lookup=lambda: pipeline.check_batch_size(cfg, partitioner, what))
+
+
+def check_task_split(name: str, module, split: str, after_lookup=None) -> None:
+  """The task or mixture exists (closest names if not), each of its tasks has `split`, and a
+  file-based task's files exist, are not empty and start well-formed."""
+  task = pipeline.get_mixture_or_task(name, module)
+  if after_lookup is not None:
+    after_lookup()
   for subtask in getattr(task, "tasks", None) or [task]:
-    check_split = getattr(getattr(subtask, "source", None), "check_split", None)
-    if check_split is not None and cfg.split in subtask.source.splits:
-      check_split(cfg.split)  # files exist and are not empty (file-based tasks)
+    splits = list(getattr(getattr(subtask, "source", None), "splits", None) or ())
+    if splits and split not in splits:
+      raise errors.UsageError(
+          f"SPLIT={split!r} is not a split of task {subtask.name!r}; it has "
+          f"{', '.join(map(repr, splits))}.")
+    source = getattr(subtask, "source", None)
+    if split in (getattr(source, "splits", None) or ()):
+      for check in (getattr(source, "check_split", None), getattr(source, "check_head", None)):
+        if check is not None:
+          check(split)  # files exist, are not empty and start well-formed (file-based tasks)
 
 
 def check_writable(path: paths.PathLike, flag: str) -> None:
@@ -34,6 +49,7 @@ def check_writable(path: paths.PathLike, flag: str) -> None:
 
   Object stores are not probed: a write there would be the only test, and it would create files.
   """
+  paths.check_scheme(path, flag)
   if paths.is_remote(path):
     return
   target = paths.as_str(path)
@@ -71,6 +87,27 @@ def check_initial_checkpoint(path: Optional[str], abstract_params, flag: str,
 
 def _drop_missing_metadata_note(record: logging.LogRecord) -> bool:
   return not str(record.msg).startswith("Metadata file does not exist")
+
+
+def check_count(value, flag: str, *, minimum: int = 1, allow_none: bool = False) -> None:
+  """`value` (a gin setting) is an integer >= `minimum` (or None where that means 'no limit')."""
+  if value is None and allow_none:
+    return
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if minimum == 1:
+      wanted = "a positive integer"
+    elif minimum == 0:
+      wanted = "an integer >= 0"
+    else:
+      wanted = "an integer" if minimum is None else f"an integer >= {minimum}"
+    none = " or None" if allow_none else ""
+    raise errors.UsageError(f"{flag} must be {wanted}{none}, got {value!r}.")
+
+
+def check_int(value, flag: str) -> None:
+  """`value` is an integer of any sign (a seed)."""
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise errors.UsageError(f"{flag} must be an integer, got {value!r}.")
 
 
 def check_run(*, partitioner: partitioning.PjitPartitioner,

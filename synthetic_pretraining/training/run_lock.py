@@ -7,9 +7,9 @@ heartbeat time that a daemon thread renews every `lease_seconds / 3`.
 
 Semantics:
   * Local disk: the lock is created with O_CREAT|O_EXCL, so of two runs starting together exactly
-    one gets it. A lock whose owner is on this host and whose pid is dead is stale; a lock of
-    another host (a MODEL_DIR on a shared file system) is stale once its heartbeat is older than
-    `lease_seconds`.
+    one gets it. A lock whose heartbeat is older than `lease_seconds` is stale whatever its pid
+    names now (after a VM restart pids start over, so an unrelated live process may carry the
+    old owner's pid); a lock whose owner is on this host and whose pid is dead is stale at once.
   * Object stores (gs://, ...): there is no create-if-absent through the path layer, so the lock is
     a lease: write our token, wait `settle_seconds`, read it back; the run whose token is there
     holds it (last writer wins; the other refuses). A lease is stale once its heartbeat is older
@@ -92,17 +92,16 @@ class RunLock:
       age = time.time() - _mtime(self.path)
       return None if age < self.lease_seconds else "unreadable and older than the lease"
     host, pid = record.get("host"), int(record.get("pid", -1))
-    if host == socket.gethostname():
-      # Our own host can tell a dead owner at once, also for a lock in a bucket (a killed run
-      # restarted on the same VM need not wait out the lease).
-      if not _pid_alive(pid):
-        return f"process {pid} on {host} is not running"
-      if not paths.is_remote(self.path):
-        return None
     age = time.time() - float(record.get("heartbeat", 0))
     lease = float(record.get("lease_seconds", self.lease_seconds))
     if age > lease:
+      # Whatever the pid names now: after a VM restart pids start over, and an unrelated live
+      # process may carry the old owner's pid; a live owner renews its heartbeat every lease/3.
       return f"its heartbeat is {age:.0f} s old (lease {lease:.0f} s)"
+    if host == socket.gethostname() and not _pid_alive(pid):
+      # Our own host can tell a dead owner at once, also for a lock in a bucket (a killed run
+      # restarted on the same VM need not wait out the lease).
+      return f"process {pid} on {host} is not running"
     return None
 
   def _describe(self, record: dict) -> str:

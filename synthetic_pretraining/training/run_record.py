@@ -124,6 +124,11 @@ def describe_init(initial_checkpoint_path: Optional[str], initial_checkpoint_loa
            "load": initial_checkpoint_load, **checkpoint_origin(initial_checkpoint_path)}
           if initial_checkpoint_path else {"kind": "random"})
   if param_initializer is None:
+    made = _made_by_stats_init(initial_checkpoint_path) if initial_checkpoint_path else None
+    if made:  # the same method as a run whose gin/init/ file draws the statistics itself
+      source = made.get("source")
+      return {"kind": "statistics", "scheme": made.get("scheme"),
+              "source": paths.as_str(source) if source else None, "base": base}
     return base
   if getattr(param_initializer, "scheme", None):
     source = param_initializer.checkpoint or param_initializer.stats_file
@@ -138,6 +143,21 @@ def describe_init(initial_checkpoint_path: Optional[str], initial_checkpoint_loa
   if base["kind"] != "random":
     init["base"] = base
   return init
+
+
+def _made_by_stats_init(path: str) -> Optional[Dict[str, Any]]:
+  """{'scheme', 'source'} when `path` is a checkpoint written by the stats_init binary (its meta
+  records them), else None; never an error (a run.json is a record, not a check)."""
+  from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.checkpointing import resolver  # pylint: disable=import-outside-toplevel
+  try:
+    found = resolver.resolve(path)
+    if found.kind != "ours":
+      return None
+    made = orbax_format.read_meta(found.step_dir).get("stats_init")
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return made if isinstance(made, dict) and made.get("scheme") else None
 
 
 def write(model_dir: str, *, train_dataset_cfg, seed: int, total_steps: int,

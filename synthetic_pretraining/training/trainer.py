@@ -128,20 +128,28 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
     interrupts.TrainingInterrupted: after SIGINT/SIGTERM, once the last finished step is saved.
     NonFiniteLossError: the loss became NaN or inf (that step is not saved).
   """
+  eval_cfg, checkpoint_cfg = eval_cfg or EvalConfig(), checkpoint_cfg or CheckpointConfig()
+  init_cfg = init_cfg or InitConfig()
+  check_settings(total_steps=total_steps, seed=seed, log_period=log_period, eval_cfg=eval_cfg,
+                 checkpoint_cfg=checkpoint_cfg, init_cfg=init_cfg)
   partitioner = partitioner or partitioning.PjitPartitioner()
-  model_dir, init_cfg = paths.as_str(model_dir), init_cfg or InitConfig()
+  preflight.check_writable(model_dir, "MODEL_DIR")  # before the path is used at all
+  model_dir = paths.as_str(model_dir)
   resuming = bool(orbax_format.checkpoint_steps(model_dir))
   extra_datasets = [getattr(a, "dataset_cfg", None) for a in actions]
+  abstract_params = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
   initial_checkpoint = preflight.check_run(  # bad input ends here, before anything is created
       partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg, *extra_datasets),
-      output_dirs=[(model_dir, "MODEL_DIR")],
-      abstract_params=partitioning.abstract_params(model, partitioner, jax.random.key(seed)),
+      output_dirs=[(model_dir, "MODEL_DIR")], abstract_params=abstract_params,
       initial_checkpoint=None if resuming else init_cfg.checkpoint_path,
       model_config=getattr(model, "config", None))
+  check_initializer = getattr(init_cfg.param_initializer, "check", None)
+  if check_initializer is not None and not resuming:  # e.g. a stats.json that does not fit
+    check_initializer(abstract_params)
   run_lock.acquire(model_dir)  # one writer per MODEL_DIR (process 0); freed when the binary ends
   run = TrainingRun(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg, partitioner,
-                    model_dir, total_steps, seed, eval_cfg or EvalConfig(),
-                    checkpoint_cfg or CheckpointConfig(), init_cfg, initial_checkpoint)
+                    model_dir, total_steps, seed, eval_cfg, checkpoint_cfg, init_cfg,
+                    initial_checkpoint)
   due_actions = actions_lib.builtin_actions(run, log_period=log_period, extra=actions)
   try:
     with interrupts.stop_requests() as stops:
@@ -157,6 +165,21 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   finally:
     run.close()
   return run.last
+
+
+def check_settings(*, total_steps, seed, log_period, eval_cfg: EvalConfig,
+                   checkpoint_cfg: CheckpointConfig, init_cfg: InitConfig) -> None:
+  """The numbers of a run are in range (one line naming the macro and the valid range)."""
+  preflight.check_count(total_steps, "TRAIN_STEPS")
+  preflight.check_int(seed, "SEED")
+  preflight.check_count(log_period, "LOG_PERIOD")
+  preflight.check_count(eval_cfg.period, "EVAL_PERIOD")
+  preflight.check_count(eval_cfg.steps, "EVAL_STEPS", allow_none=True)
+  preflight.check_count(checkpoint_cfg.period, "CHECKPOINT_PERIOD")
+  preflight.check_count(checkpoint_cfg.keep, "KEEP_CHECKPOINTS", allow_none=True)
+  if init_cfg.checkpoint_load not in ("all", "all_but_embedding"):
+    raise errors.UsageError("INITIAL_CHECKPOINT_LOAD must be 'all' or 'all_but_embedding', "
+                            f"got {init_cfg.checkpoint_load!r}.")
 
 
 class TrainingRun:
@@ -189,6 +212,7 @@ class TrainingRun:
         lambda batch: pipeline.to_global_batch(batch, partitioner))
     self.state = _initial_state(self.trainer, self.ckpts, model_dir, self.iterator, init_cfg,
                                 initial_checkpoint)
+    self.writer.truncate_after(self.state.step)  # one metrics.jsonl record per step on resume
     run_dir.write_config(model_dir)
     if jax.process_index() == 0:
       run_record.write(model_dir, train_dataset_cfg=train_cfg, seed=seed, total_steps=total_steps,
