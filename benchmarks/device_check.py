@@ -62,6 +62,7 @@ except ImportError:
   use_carried_wheels(sys.argv)
 
 from synthetic_pretraining.model import models  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import flops as flops_lib  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import network  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import optimizers  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import partitioning  # pylint: disable=wrong-import-position
@@ -106,18 +107,6 @@ class Sizes:
 
 
 SMOKE_SIZES = Sizes(batch=4, inputs=32, targets=8, decode_batch=2, steps=2)
-
-
-def forward_flops(cfg: network.T5Config, batch: int, n_in: int, n_out: int) -> float:
-  """Matmul FLOPs of one forward pass (as benchmarks/train_throughput.py counts them)."""
-  d, hd = cfg.emb_dim, cfg.num_heads * cfg.head_dim
-  mlp = cfg.mlp_dim * len(cfg.activations)
-  enc_layer = n_in * (4 * d * hd + d * mlp + cfg.mlp_dim * d) + 2 * n_in * n_in * hd
-  dec_layer = (n_out * (4 * d * hd + 2 * d * hd + d * mlp + cfg.mlp_dim * d) + 2 * n_in * d * hd
-               + 2 * n_out * n_out * hd + 2 * n_out * n_in * hd)
-  logits = n_out * d * cfg.vocab_size
-  return 2.0 * batch * (cfg.num_encoder_layers * enc_layer + cfg.num_decoder_layers * dec_layer
-                        + logits)
 
 
 def peak_flops(device, override_tflops=None):
@@ -185,7 +174,7 @@ def train_case(name, attention, sizes: Sizes, peak: float, smoke: bool) -> dict:
     state, sums = trainer.train_step(state, batch)
   jax.block_until_ready((state.params, sums))
   step_s = (time.perf_counter() - start) / sizes.steps
-  flops = 3 * forward_flops(cfg, sizes.batch, sizes.inputs, sizes.targets)
+  flops = flops_lib.train_step_flops(cfg, sizes.batch, sizes.inputs, sizes.targets)
   return {"kind": "train", "model": name, "dtype": cfg.dtype, "attention": attention,
           "ran_as": cfg.attention_implementation, "dropout": cfg.dropout_rate,
           "batch": sizes.batch, "lengths": [sizes.inputs, sizes.targets],

@@ -43,6 +43,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 import train_throughput  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import flops as flops_lib  # pylint: disable=wrong-import-position
 from synthetic_pretraining.training import compiled_steps  # pylint: disable=wrong-import-position
 
 
@@ -143,7 +144,7 @@ def main():
         f"{_max_difference(state.params, dict(t5x_state.params)):.3g}")
   run_ours(1)  # t5x's second call compiles again (its state's types settle after one step)
   run_t5x(1)
-  flops = 3 * train_throughput.forward_flops(cfg, batch_size, n_in, n_out)
+  flops = flops_lib.train_step_flops(cfg, batch_size, n_in, n_out)
   tokens = batch_size * (n_in + n_out)
   times = {"ours": [], "t5x": []}
   sides = {"ours": run_ours, "t5x": run_t5x}

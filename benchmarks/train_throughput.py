@@ -46,6 +46,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 from synthetic_pretraining.model import models  # pylint: disable=wrong-import-position
+from synthetic_pretraining.model import flops as flops_lib  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import network  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import optimizers  # pylint: disable=wrong-import-position
 from synthetic_pretraining.model import partitioning  # pylint: disable=wrong-import-position
@@ -58,17 +59,6 @@ MODELS = {
     "small": (network.T5Config(), 8, 512, 128),
 }
 LEARNING_RATE = 1e-3
-
-
-def forward_flops(cfg: network.T5Config, batch: int, n_in: int, n_out: int) -> float:
-  """Matmul FLOPs of one forward pass (embedding lookups and elementwise ops excluded)."""
-  d, hd = cfg.emb_dim, cfg.num_heads * cfg.head_dim
-  mlp = cfg.mlp_dim * len(cfg.activations)
-  enc_layer = n_in * (4 * d * hd + d * mlp + cfg.mlp_dim * d) + 2 * n_in * n_in * hd
-  dec_layer = (n_out * (4 * d * hd + 2 * d * hd + d * mlp + cfg.mlp_dim * d) + 2 * n_in * d * hd
-               + 2 * n_out * n_out * hd + 2 * n_out * n_in * hd)
-  logits = n_out * d * cfg.vocab_size
-  return 2.0 * batch * (cfg.num_encoder_layers * enc_layer + cfg.num_decoder_layers * dec_layer + logits)
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -182,7 +172,7 @@ def main():
         f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
   for model in args.models.split(","):
     cfg, batch, n_in, n_out = MODELS[model]
-    flops = 3 * forward_flops(cfg, batch, n_in, n_out)
+    flops = flops_lib.train_step_flops(cfg, batch, n_in, n_out)
     tokens = batch * (n_in + n_out)
     results = {name: {"times": [], "system": [], "faults": [], "rss_gb": []} for name in variants}
     for round_index in range(args.rounds):

@@ -22,6 +22,7 @@ from flax import traverse_util
 from synthetic_pretraining import cli
 from synthetic_pretraining import errors
 from synthetic_pretraining import gin_utils
+from synthetic_pretraining import startup
 from synthetic_pretraining.checkpointing import hf_reader
 from synthetic_pretraining.checkpointing import hf_writer
 from synthetic_pretraining.checkpointing import orbax_format
@@ -70,9 +71,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  for noisy in ("absl", "tensorflow", "jax._src", "orbax"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  startup.configure_logging(logging.INFO)
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   args = _parser().parse_args(rest)
   start = time.perf_counter()

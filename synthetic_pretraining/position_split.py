@@ -37,9 +37,11 @@ from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.model import models
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
+from synthetic_pretraining.report import protocol
+from synthetic_pretraining.training import run_dir
 
-CATEGORIES = ("first_token", "copyable", "other", "eos")
-FILENAME = "position_split.json"
+CATEGORIES = protocol.POSITION_CATEGORIES
+FILENAME = run_dir.POSITION_SPLIT
 EOS_ID = 1  # seqio/T5 vocabularies: 0 padding, 1 EOS
 
 
@@ -132,7 +134,6 @@ def read(model_dir: str) -> Optional[dict]:
 
 def best_step(model_dir: str) -> Tuple[int, float]:
   """(step, accuracy) of the run's best teacher-forced validation token accuracy (first on ties)."""
-  from synthetic_pretraining.report import protocol  # pylint: disable=import-outside-toplevel
   evals = protocol.validation_accuracies(protocol.read_records(model_dir))
   if not evals:
     from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel

@@ -38,6 +38,7 @@ from synthetic_pretraining.model import models
 from synthetic_pretraining.model import optimizers
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
+from synthetic_pretraining import startup
 from synthetic_pretraining.training import compiled_steps
 
 GIB = 1024 ** 3
@@ -298,7 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: Sequence[str]) -> int:
-  logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+  startup.configure_logging(logging.WARNING)
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   parser = argparse.ArgumentParser(
       prog="python -m synthetic_pretraining.precompile", description=__doc__.split("\n\n")[0],

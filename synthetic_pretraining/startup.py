@@ -72,6 +72,15 @@ def library_log_level() -> int:
   return logging.ERROR if _quiet else logging.WARNING
 
 
+def configure_logging(level: int) -> None:
+  """A binary's logging: our records at `level` with a timestamp on stderr, the libraries' at
+  `library_log_level()` (their INFO lines say nothing a user can act on)."""
+  import logging  # pylint: disable=import-outside-toplevel
+  logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
+  for name in LIBRARY_LOGGERS:
+    logging.getLogger(name).setLevel(library_log_level())
+
+
 def binary_from_argv(orig_argv: Sequence[str]) -> Optional[Tuple[str, List[str]]]:
   """(module, arguments) when the interpreter was started as `python -m synthetic_pretraining.X`."""
   argv = list(orig_argv)

@@ -86,10 +86,7 @@ def main(argv=None, entry_point=None) -> int:
 
 
 def _main(argv, entry_point) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                      force=True)
-  for noisy in ("absl", "tensorflow", "jax._src", "orbax"):
-    logging.getLogger(noisy).setLevel(startup.library_log_level())  # ERROR unless --verbose
+  startup.configure_logging(logging.INFO)  # libraries at ERROR unless --verbose
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   if rest:
     print(f"error: unrecognised arguments {rest}", file=sys.stderr)

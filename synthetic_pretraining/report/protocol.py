@@ -25,12 +25,13 @@ from typing import Dict, List, Optional, Sequence
 from synthetic_pretraining import errors
 from synthetic_pretraining import paths
 from synthetic_pretraining.training import run_dir
-from synthetic_pretraining import position_split
 from synthetic_pretraining.training import run_record
 
 PRIMARY_METRIC = {"cnndm_10k": "rouge1"}  # every other task of the paper reports em first
 DEFAULT_METRIC = "em"
 SPREAD_FACTOR = 3.0  # natural - random must exceed this many seed spreads for a benefit ratio
+# The target positions of a position split (position_split.json, written by position_split).
+POSITION_CATEGORIES = ("first_token", "copyable", "other", "eos")
 
 
 class ReportError(errors.UsageError):
@@ -126,7 +127,8 @@ def read_run(path: str, label: Optional[str] = None) -> Run:
   if source_path:
     source_record = _source_record(source_path)
     source = (source_record.label or source_record.task) if source_record else None
-  split_file = position_split.read(path)
+  split_path = run_dir.path(path, run_dir.POSITION_SPLIT)  # written by position_split
+  split_file = json.loads(paths.read_text(split_path)) if paths.exists(split_path) else None
   return Run(path=path, task=record.task, label=label or record.method(run_record.source_task),
              seed=record.seed, source=source, best_step=int(best["step"]), metrics=values,
              infer_split=split, note=note,

@@ -4,7 +4,6 @@ import io
 from typing import Dict, List, Optional, Sequence
 
 from synthetic_pretraining import paths
-from synthetic_pretraining import position_split
 from synthetic_pretraining.report import floors as floors_lib
 from synthetic_pretraining.report import protocol
 
@@ -93,7 +92,7 @@ def position_markdown(splits: Dict[str, dict], random: str, natural: str) -> str
   """Teacher-forced validation accuracy split by target position (position_split)."""
   if not splits:
     return ""
-  cats = position_split.CATEGORIES
+  cats = protocol.POSITION_CATEGORIES
   head = "| method | " + " | ".join(f"{c}: share / acc." for c in cats) + " | all: acc. | n |"
   lines = [head, "|" + " --- |" * (len(cats) + 3)]
   for label in _order(splits, random, natural):

@@ -31,6 +31,7 @@ from synthetic_pretraining import gin_utils
 from synthetic_pretraining.model import models
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
+from synthetic_pretraining import startup
 from synthetic_pretraining.checkpointing import t5x_writer
 from synthetic_pretraining.stats_init import artifact
 from synthetic_pretraining.stats_init import groupings
@@ -156,9 +157,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  for noisy in ("absl", "tensorflow", "jax._src", "orbax"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  startup.configure_logging(logging.INFO)
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   args = _parser().parse_args(rest)
   if args.list_schemes:

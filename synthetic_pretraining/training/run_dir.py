@@ -9,6 +9,7 @@
       train/, training_eval/<task>/, inference_eval/<task>/   TensorBoard events (t5x's layout)
       inference_eval/<task>-<step>.jsonl, <task>-metrics.jsonl  decoded examples (seqio's names)
       run.lock                the one writer's lock (run_lock)
+      position_split.json     a finetuning run's position split (position_split; the report reads it)
 
 Readers (the report, launchers, tests) and writers use these names, not string literals.
 """
@@ -23,6 +24,7 @@ MODEL_INFO = "model-info.txt"
 METRICS_LOG = "metrics.jsonl"
 LOCK = "run.lock"
 INFERENCE_DIR = "inference_eval"
+POSITION_SPLIT = "position_split.json"
 # TensorBoard folder of each metrics kind.
 TENSORBOARD_DIRS = {"train": "train", "eval": "training_eval", "infer": INFERENCE_DIR}
 
