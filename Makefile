@@ -20,9 +20,9 @@ install: $(VENV)/.installed
 test: install
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
-# The inner loop: the unit tests only (no training run, no binary started).
+# The inner loop: the unit tests only (no training run, no binary started), on two workers.
 test-fast: install
-	$(TEST_ENV) $(PY) -m pytest -q -m unit --durations=10 tests
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile -m unit --durations=10 tests
 
 demo: install
 	TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu bash launch/demo.sh
