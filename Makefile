@@ -36,7 +36,8 @@ clean:
 # Python 3.12 with the newest jax and flax the index serves (jax 0.12 needs Python >= 3.12): its
 # own virtual environment inside .venv/ (ignored, and skipped by the tests that walk the tree),
 # the unit tests (`pytest -m unit`). .ci/run's Python 3.12 leg runs it.
-PYTHON312 ?= python3.12
+# pyenv's 3.12 when there is one (its python3.12 shim fails unless 3.12 is selected), else python3.12.
+PYTHON312 ?= $(or $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12.*/bin/python3))),python3.12)
 VENV312 ?= $(VENV)/py312
 PY312 := $(VENV312)/bin/python
 
@@ -49,4 +50,4 @@ $(VENV312)/.installed: setup.py
 
 .PHONY: test-py312
 test-py312: $(VENV312)/.installed
-	$(TEST_ENV) $(PY312) -m pytest -q -m unit tests
+	$(TEST_ENV) $(PY312) -m pytest -q -n 2 --dist loadfile -m unit tests
