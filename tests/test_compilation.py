@@ -77,3 +77,14 @@ def test_persistent_cache_compiles_a_second_seed_from_the_cache(tmp_path, monkey
   finally:
     for name, value in previous.items():
       jax.config.update(name, value)
+
+
+def test_at_most_two_steps_run_ahead_of_the_host(monkeypatch):
+  # XLA:CPU aborts when too many programs with collectives are queued (compiled_steps.InFlight):
+  # adding a step's result waits for the oldest one beyond the limit, in order.
+  waited = []
+  monkeypatch.setattr(compiled_steps.jax, "block_until_ready", waited.append)
+  in_flight = compiled_steps.InFlight()
+  for step in range(5):
+    in_flight.add(step)
+    assert waited == list(range(max(0, step - 1)))

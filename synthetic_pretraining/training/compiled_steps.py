@@ -12,8 +12,9 @@ one compiled step (in a process, and across processes through JAX's persistent c
 cache, `enable_compilation_cache`). The numbers are those of the key as a constant: the same
 threefry bits either way (tests/test_compilation.py).
 """
-import os
+import collections
 import dataclasses
+import os
 import time
 from typing import Dict
 
@@ -65,6 +66,26 @@ def add_sums(total, sums):
     return sums
   return {k: (jnp.minimum if k == "nonfinite_step" else jnp.add)(total[k], v)
           for k, v in sums.items()}
+
+
+class InFlight:
+  """Lets at most `limit` dispatched steps run ahead of the host: adding the newest result waits
+  for the oldest beyond that.
+
+  Why: XLA:CPU runs each device's part of a program on a shared thread pool, and with more than
+  about 24 programs with collectives queued on 8 devices (a loop dispatching faster than a busy
+  machine runs them) the threads that have joined a collective's rendezvous wait for devices
+  whose turn never comes: after 40 s the process aborts ("Termination timeout for `all reduce
+  ...`"). Two steps ahead keeps an accelerator's queue full all the same.
+  """
+
+  def __init__(self, limit: int = 2):
+    self.limit, self._pending = limit, collections.deque()
+
+  def add(self, result) -> None:
+    self._pending.append(result)
+    while len(self._pending) > self.limit:
+      jax.block_until_ready(self._pending.popleft())
 
 
 def num_params(params) -> int:

@@ -54,10 +54,12 @@ def evaluate(trainer: compiled_steps.Trainer, params, cfg: pipeline.DatasetConfi
                               counter=counter, drop_remainder=False)
   local_batch = cfg.batch_size // jax.process_count()
   total, batches, last_report = None, 0, time.time()
+  in_flight = compiled_steps.InFlight()
   for batch in batches_in_step(pipeline.CheckpointableIterator(ds), ds.element_spec, local_batch,
                                max_batches):
     batch = pipeline.to_global_batch(batch, trainer.partitioner)
     total = compiled_steps.add_sums(total, trainer.eval_sums(params, batch))
+    in_flight.add(total)
     batches += 1
     if progress and time.time() - last_report > PROGRESS_SECONDS:
       last_report = time.time()

@@ -39,7 +39,8 @@ from synthetic_pretraining.training import preflight
 from synthetic_pretraining.training import run_dir
 from synthetic_pretraining.training import run_lock
 from synthetic_pretraining.training import run_record
-from synthetic_pretraining.training.compiled_steps import NO_STEP, Trainer, TrainState, add_sums
+from synthetic_pretraining.training.compiled_steps import (NO_STEP, InFlight, Trainer, TrainState,
+                                                           add_sums)
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
 EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
@@ -226,6 +227,7 @@ class TrainingRun:
                    model_dir, self.state.step, total_steps)
     self.inference = None
     self.window = loop.MetricWindow(add_sums, self.state.step)
+    self.in_flight = InFlight()  # steps dispatched ahead of the host: at most two
     self.progress = loop.Progress(total_steps, self.state.step)
     self.last: Dict[str, float] = {}
     self.saved_step: Optional[int] = self.ckpts.latest_step()
@@ -238,6 +240,7 @@ class TrainingRun:
     compiled_before = self.trainer.compilation_seconds
     self.state, sums = self.trainer.train_step(self.state, batch)
     self.window.add(sums)
+    self.in_flight.add(self.window.sums)
     if self.trainer.compilation_seconds != compiled_before:
       self.window.pause(self.trainer.compilation_seconds)
     self.progress.step()
