@@ -4,6 +4,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from synthetic_pretraining.model import models
 from synthetic_pretraining.model import network
@@ -77,6 +78,7 @@ def test_persistent_cache_compiles_a_second_seed_from_the_cache(tmp_path, monkey
   finally:
     for name, value in previous.items():
       jax.config.update(name, value)
+    compilation_cache.reset_cache()  # later tests compile into the session's cache again
 
 
 def test_at_most_two_steps_run_ahead_of_the_host(monkeypatch):

@@ -20,6 +20,7 @@ from typing import Dict
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
 import numpy as np
 
 from synthetic_pretraining.model import models
@@ -49,6 +50,9 @@ def enable_compilation_cache(cache_dir=None, min_compile_seconds: float = 1.0):
     return os.environ.get("JAX_COMPILATION_CACHE_DIR") or None
   jax.config.update("jax_compilation_cache_dir", str(cache_dir))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+  # JAX opens its cache at the first compilation and keeps that folder: reopen it here, in case
+  # something compiled before (otherwise the new folder is silently not used).
+  jax_compilation_cache.reset_cache()
   return str(cache_dir)
 
 
