@@ -5,7 +5,9 @@
 or orbax are imported:
 
 - `--help` / `-h`: prints the binary's docstring (its flags, main macros and an example, read
-  from the source file without importing it) and exits with 0, in well under a second.
+  from the source file without importing it) and exits with 0, in well under a second. The
+  launchers (`synthetic_pretraining.launch.*`, argparse programs that import only the standard
+  library before parsing) print argparse's help instead: their docstring and every flag.
 - a quiet start (unless `--verbose`, or SYNTHETIC_PRETRAINING_VERBOSE=1): TensorFlow's and XLA's
   C++ start-up lines (`All log messages before absl::InitializeLog()`, oneDNN, CUDA probing,
   `failed call to cuInit`) are written to file descriptor 2 by native code before Python runs
@@ -112,7 +114,10 @@ def start(module: str, args: Sequence[str]) -> None:
   if _started:
     return
   _started = True
-  if any(a in HELP_FLAGS for a in args):
+  own = list(args)[:list(args).index("--")] if "--" in args else args  # after `--`: another's
+  if any(a in HELP_FLAGS for a in own) and module.startswith(f"{PACKAGE}.launch."):
+    return  # the launchers' argparse --help (their docstring and every flag; stdlib imports)
+  if any(a in HELP_FLAGS for a in own):
     try:
       print(help_text(module))
       sys.stdout.flush()

@@ -1,4 +1,5 @@
-"""Cloud TPU VM launchers: dry runs print the expected commands for one host and a pod."""
+"""The launchers (synthetic_pretraining.launch): dry runs print the expected commands for one host
+and a pod, from any working directory; mini_table1 runs end to end at toy size."""
 import dataclasses
 import json
 import os
@@ -8,18 +9,21 @@ import sys
 
 import pytest
 
+from synthetic_pretraining.launch import mini_table1
+from synthetic_pretraining.launch import tpu_vm
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "launch"))
-import tpu_vm  # pylint: disable=wrong-import-position
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _dry_run(script, *flags):
+  """`python -m synthetic_pretraining.launch.<script> FLAGS --dry_run`, not in the checkout."""
   flags = list(flags)
   flags.insert(flags.index("--") if "--" in flags else len(flags), "--dry_run")
-  out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", script), *flags],
-                       capture_output=True, text=True, check=True, cwd=ROOT).stdout
+  out = subprocess.run([sys.executable, "-m", f"synthetic_pretraining.launch.{script[:-3]}",
+                        *flags], capture_output=True, text=True, check=True, cwd="/",
+                       env=dict(os.environ, PYTHONPATH=ROOT)).stdout
   return [shlex.split(line) for line in out.splitlines() if line and not line.startswith("#")], out
 
 
@@ -97,7 +101,6 @@ def test_mini_table1_gpu_preset_dry_run():
 
 
 def test_mini_table1_presets_fit_their_budgets_and_natural_gets_the_most_compute():
-  import mini_table1  # pylint: disable=import-outside-toplevel
   # full: 2 h 15 min of runs on the idle 2-core machine; demo (make demo) about 13 minutes.
   budgets = {"full": 135, "demo": 14, "gpu": 10}
   for name, minutes in budgets.items():
@@ -115,20 +118,17 @@ def test_mini_table1_presets_fit_their_budgets_and_natural_gets_the_most_compute
 
 
 def test_pretraining_lengths_must_cover_the_finetuning_lengths():
-  import mini_table1  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match="untrained"):
     dataclasses.replace(mini_table1.PRESETS["full"], pretrain={"set": (64, 64, 10)})
 
 
 def test_full_preset_pretraining_lengths_cut_no_set_example():
-  import mini_table1  # pylint: disable=import-outside-toplevel
   runs = {r.label: r for r in mini_table1.pretrain_runs(mini_table1.PRESETS["full"], "/tmp/x")}
   shares = mini_table1.truncation_share(runs["set"].flags, num_examples=64)
   assert shares == {"inputs": 0.0, "targets": 0.0}
 
 
 def test_preflight_refuses_a_task_that_would_be_cut_in_most_examples():
-  import mini_table1  # pylint: disable=import-outside-toplevel
   preset = dataclasses.replace(mini_table1.PRESETS["toy"], pretrain={"set": (16, 16, 4)},
                                set_max_body=40, finetune_lengths=(16, 8))
   with pytest.raises(SystemExit, match="would cut most examples"):
@@ -136,7 +136,6 @@ def test_preflight_refuses_a_task_that_would_be_cut_in_most_examples():
 
 
 def test_swept_rates_reach_the_later_seeds():
-  import mini_table1  # pylint: disable=import-outside-toplevel
   preset = dataclasses.replace(mini_table1.PRESETS["toy"], seeds=(1, 2), stats_seeds=(0, 1))
   runs = mini_table1.finetune_runs(preset, "/o", {"random": 3e-3, "set": 1e-2,
                                                   "stats_mean_std(set)": 3e-3})
@@ -147,8 +146,8 @@ def test_swept_rates_reach_the_later_seeds():
   assert "--gin.PRETRAINED_CHECKPOINT='/o/pretrain/set/seed_1'" in later["set"].flags
 
 
-def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path):
-  import mini_table1  # pylint: disable=import-outside-toplevel
+def test_mini_table1_driver_runs_end_to_end_at_toy_size(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # gin files and data come with the package, not the checkout
   from synthetic_pretraining import report  # pylint: disable=import-outside-toplevel
   out = tmp_path / "mini"
   assert mini_table1.main(["--preset=toy", f"--output_dir={out}"]) == 0

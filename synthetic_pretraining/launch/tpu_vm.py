@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 r"""Run a command on every worker of a Cloud TPU VM (single host or pod slice).
 
-  python launch/tpu_vm.py --tpu=my-tpu --zone=europe-west4-a --accelerator=v3-32 --create \
+  python -m synthetic_pretraining.launch.tpu_vm --tpu=my-tpu --zone=europe-west4-a --accelerator=v3-32 --create \
     --setup -- python3 -m synthetic_pretraining.train \
       --gin_file=gin/experiments/pretrain/set.gin --gin.MODEL_DIR="'gs://my-bucket/pretrain/set'"
 
@@ -69,7 +68,7 @@ def run_command(args, command: Sequence[str]) -> List[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-  """The flags shared with launch/paper_tables.py."""
+  """The flags shared with launch.paper_tables."""
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--tpu", required=True, help="TPU VM name")

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 r"""The paper's Table 1, 2 and 3 grids on a Cloud TPU VM, then the benefit report.
 
-  python launch/paper_tables.py --table=1 --bucket=gs://my-bucket/synthetic \
+  python -m synthetic_pretraining.launch.paper_tables --table=1 --bucket=gs://my-bucket/synthetic \
     --tpu=my-tpu --zone=europe-west4-a --accelerator=v3-8 --create --setup [--dry_run]
 
 Table 1: pretrain on each --pretrain_tasks (gin/experiments/pretrain/<task>.gin), then finetune on
@@ -11,15 +10,13 @@ Table 1: pretrain on each --pretrain_tasks (gin/experiments/pretrain/<task>.gin)
 Table 2: finetune from the statistics of each --stats_sources model, for each --schemes
   (gin/init/<scheme>.gin); pretraining runs for the sources are included.
 Table 3: finetune from random init with the pre-attention layer norms set to each --values.
-Every run is one command on all workers (launch/tpu_vm.py); runs that finished are resumed
+Every run is one command on all workers (launch.tpu_vm); runs that finished are resumed
 (and end at once) because MODEL_DIRs are fixed. The report command runs where you launch this.
 """
 import itertools
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tpu_vm  # pylint: disable=wrong-import-position
+from synthetic_pretraining.launch import tpu_vm
 
 DOWNSTREAM = ("cnndm", "mtop", "webqsp", "retrosynthesis", "code_translation", "squad")
 TABLE1_TASKS = ("lime", "set", "identity", "nonsense_summary", "nesting_language")
