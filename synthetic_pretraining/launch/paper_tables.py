@@ -37,7 +37,8 @@ def _csv(value):
 
 def _parser():
   p = tpu_vm.parser()
-  p.description = __doc__.split("\n")[0]
+  p.prog = "python -m synthetic_pretraining.launch.paper_tables"
+  p.description = __doc__
   p.add_argument("--table", type=int, choices=(1, 2, 3), required=True)
   p.add_argument("--bucket", required=True, help="gs:// prefix for every MODEL_DIR")
   p.add_argument("--downstream", type=_csv, default=DOWNSTREAM)
@@ -94,11 +95,11 @@ def main(argv=None) -> int:
           file=sys.stderr)
     return 2
   try:
-    tpu_vm.num_workers(args.accelerator)
-  except ValueError as e:
+    source = tpu_vm.check(args)
+  except tpu_vm.LaunchError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  tpu_vm.prepare(args)
+  tpu_vm.prepare(args, source)
   commands, run_dirs = grid(args)
   print(f"# Table {args.table}: {len(commands)} commands on every worker, "
         f"{len(run_dirs)} finetuning runs")
