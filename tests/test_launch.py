@@ -14,6 +14,7 @@ import pytest
 
 from synthetic_pretraining.launch import commands as commands_lib
 from synthetic_pretraining.launch import mini_table1
+from synthetic_pretraining.launch import paper_tables
 from synthetic_pretraining.launch import tpu_vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +39,20 @@ def _dry_run(name, *flags, cwd):
   out = result.stdout
   assert "'\"'\"'" not in out  # readable quoting: gin strings in double quotes
   return [shlex.split(line) for line in out.splitlines() if line and not line.startswith("#")], out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """Every downstream task's files (one line each) and a 'prepared' TFDS squad."""
+  root = tmp_path_factory.mktemp("paper_data")
+  for task in paper_tables.TSV_TASKS.values():
+    (root / "finetuning_data" / task).mkdir(parents=True)
+    for name in paper_tables.SPLIT_FILES:
+      (root / "finetuning_data" / task / name).write_text("a\tb\n")
+  squad = root.joinpath("tensorflow_datasets", *paper_tables.SQUAD_TFDS)
+  squad.mkdir(parents=True)
+  (squad / "dataset_info.json").write_text("{}")
+  return root
 
 
 @pytest.mark.parametrize("accelerator,workers", [("v3-8", 1), ("v3-32", 4), ("v4-32", 4),
@@ -152,14 +167,21 @@ def test_tpu_vm_packs_the_working_tree_with_extras_or_the_head(tmp_path):
     tpu_vm.check(bad)
 
 
-def test_paper_table_dry_runs(tmp_path):
-  common = ("--tpu=node", "--zone=z", "--accelerator=v3-32", "--bucket=gs://b/x")
+def test_paper_table_dry_runs(tmp_path, data_dir):
+  common = ("--tpu=node", "--zone=z", "--accelerator=v3-32", "--bucket=gs://b/x",
+            f"--data_dir={data_dir}")
   commands, text = _dry_run("paper_tables", "--table=1", *common, cwd=tmp_path)
   assert "4 worker(s)" in text and "42 finetuning runs" in text  # 6 tasks x (random, natural, 5 tasks)
+  assert "# estimate: about " in text.splitlines()[1]
   remote = [shlex.split([a for a in c if a.startswith("--command=")][0][10:])
             for c in commands[:-1]]
   pretrain = [r for r in remote if any("experiments/pretrain/" in a for a in r)]
   assert len(pretrain) == 5
+  finetune = [r for r in remote if any("experiments/finetune/" in a for a in r)]
+  assert len(finetune) == 42 and all(f"--gin.DATA_DIR='{data_dir}'" in r for r in finetune)
+  squad = [r for r in finetune if "--gin_file=gin/experiments/finetune/squad.gin" in r]
+  assert len(squad) == 7
+  assert all(f"TFDS_DATA_DIR={data_dir}/tensorflow_datasets" in r for r in squad)
   assert commands[-1][:3] == ["python3", "-m", "synthetic_pretraining.report"]
   assert len([a for a in commands[-1] if a.startswith("gs://b/x/finetune/")]) == 42
 
@@ -168,8 +190,47 @@ def test_paper_table_dry_runs(tmp_path):
   assert "36 finetuning runs" in text  # 2 sources x 9 schemes x 2 seeds
   assert "gin/init/per_param_grouping___init_scale.gin" in text and "--gin.SEED=2" in text
 
-  commands, text = _dry_run("paper_tables", "--table=3", *common, "--values=0.2,-0.4", cwd=tmp_path)
+  commands, text = _dry_run("paper_tables", "--table=3", *common, "--values=0.2,-0.4",
+                            cwd=tmp_path)
   assert "12 finetuning runs" in text and "PRE_ATTN_LN_VALUE=-0.4" in text
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flags,message", [
+    ((), "--data_dir is not given"),
+    (("--data_dir={missing}",), "--data_dir={missing} does not exist"),
+    (("--data_dir={data}", "--tfds_data_dir={missing}"),
+     "squad: TFDS squad/v1.1:3.0.0 is not prepared in {missing}"),
+    (("--data_dir={data}", "--schemes=no_such_scheme", "--table=2"),
+     "gin file(s) not found: gin/init/no_such_scheme.gin"),
+    (("--data_dir={data}", "--bucket=/local/dir"), "must be a gs:// URL"),
+])
+def test_paper_tables_refuses_missing_inputs_before_the_first_command(flags, message, tmp_path,
+                                                                      data_dir):
+  values = {"missing": tmp_path / "no_data", "data": data_dir}
+  flags = [f.format(**values) for f in flags]
+  table = [] if any(f.startswith("--table") for f in flags) else ["--table=1"]
+  bucket = [] if any(f.startswith("--bucket") for f in flags) else ["--bucket=gs://b/x"]
+  result = _launch("paper_tables", *table, *bucket, "--tpu=node", "--zone=z", "--dry_run",
+                   *flags, cwd=tmp_path)
+  assert result.returncode == 2 and result.stdout == ""
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message.format(**values) in lines[0]
+
+
+def test_paper_tables_estimate_follows_the_slice():
+  args = paper_tables._parser().parse_args(["--table=1", "--bucket=gs://b", "--tpu=t", "--zone=z",
+                                            "--accelerator=v3-8", "--data_dir=gs://d"])
+  commands, _ = paper_tables.grid(args)
+  pretrain = paper_tables.run_seconds(commands[0][0], tflops=100.0)
+  # 80k steps of batch 128 at 512/512 of T5 1.0 small: about 27.5 TFLOP each.
+  assert 80000 * 25e12 / 100e12 < pretrain < 80000 * 30e12 / 100e12 + 3600
+  slow, fast = (paper_tables.estimate(paper_tables._parser().parse_args(
+      ["--table=1", "--bucket=gs://b", "--tpu=t", "--zone=z", f"--accelerator={a}"]), commands)
+      for a in ("v3-8", "v4-32"))
+  # Training follows the slice's FLOPs; beam-search decoding (latency-bound) does not.
+  hours = lambda line: float(line.split("pre-training ")[1].split(" h")[0])  # noqa: E731
+  assert hours(slow) > 3 * hours(fast)
 
 
 def test_mini_table1_gpu_preset_dry_run(tmp_path):
