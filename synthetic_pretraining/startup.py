@@ -76,11 +76,26 @@ def library_log_level() -> int:
 
 def configure_logging(level: int) -> None:
   """A binary's logging: our records at `level` with a timestamp on stderr, the libraries' at
-  `library_log_level()` (their INFO lines say nothing a user can act on)."""
+  `library_log_level()` (their INFO lines say nothing a user can act on), Python warnings as
+  log records."""
   import logging  # pylint: disable=import-outside-toplevel
   logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
   for name in LIBRARY_LOGGERS:
     logging.getLogger(name).setLevel(library_log_level())
+  # Warnings that get through (ours; everything with --verbose) become one log line each, so that
+  # on a terminal they are written above the training loop's progress bar, not through it.
+  warnings.showwarning = _warning_as_log_record
+
+
+def _warning_as_log_record(message, category, filename, lineno, file=None, line=None):
+  """`warnings.showwarning` of a binary: one WARNING record of logger py.warnings."""
+  del line
+  if file is not None:  # written to a stream on purpose
+    file.write(warnings.formatwarning(message, category, filename, lineno))
+    return
+  import logging  # pylint: disable=import-outside-toplevel
+  logging.getLogger("py.warnings").warning("%s: %s (%s:%d)", category.__name__, message,
+                                           filename, lineno)
 
 
 def binary_from_argv(orig_argv: Sequence[str]) -> Optional[Tuple[str, List[str]]]:
