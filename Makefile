@@ -24,8 +24,11 @@ test: install
 test-fast: install
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile -m unit --durations=10 tests
 
+# The CPU demo (about 13 minutes): the `demo` preset of synthetic_pretraining.launch.mini_table1,
+# started quietly as every `python -m synthetic_pretraining.*` binary; runs land in
+# runs/mini_table1_demo under the working directory, and rerunning skips finished runs.
 demo: install
-	TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu bash launch/demo.sh
+	JAX_PLATFORMS=cpu $(PY) -m synthetic_pretraining.launch.mini_table1 --preset=demo
 
 bench: install
 	$(TEST_ENV) $(PY) benchmarks/train_throughput.py

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import time
 from typing import Dict, Optional, Sequence
@@ -39,6 +40,7 @@ from synthetic_pretraining.model import optimizers
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
 from synthetic_pretraining import startup
+from synthetic_pretraining.training import preflight
 from synthetic_pretraining.training import compiled_steps
 
 GIB = 1024 ** 3
@@ -81,10 +83,17 @@ class PrecompileError(errors.UsageError):
 
 
 def host_memory_bytes() -> Optional[int]:
-  """This host's physical memory in bytes, or None where the OS does not say."""
+  """This host's physical memory in bytes (sysconf, else macOS's sysctl), or None where the OS
+  does not say."""
   try:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
   except (AttributeError, ValueError, OSError):
+    pass
+  try:
+    out = subprocess.run(["sysctl", "-n", "hw.memsize"], capture_output=True, text=True,
+                         check=True, timeout=10).stdout
+    return int(out.strip())
+  except (OSError, ValueError, subprocess.SubprocessError):
     return None
 
 
@@ -178,8 +187,9 @@ class StepReport:
   compile_seconds: float
 
   @property
-  def fits(self) -> bool:
-    return self.hbm is None or self.total <= self.hbm
+  def fits(self) -> Optional[bool]:
+    """Whether `total` is within `hbm`; None when the memory to check against is unknown."""
+    return None if self.hbm is None else self.total <= self.hbm
 
 
 def _report(step: str, lowered, params_bytes: int, opt_bytes: int, hbm: Optional[int]) -> StepReport:
@@ -266,7 +276,8 @@ def format_table(result: dict) -> str:
       value = s[key]
       cells.append("-" if value is None else str(value) if isinstance(value, bool)
                    else f"{value / 2**20:.1f}")
-    cells += ["yes" if s["fits"] else "NO", "-" if s["flops"] is None else f"{s['flops']:.3e}",
+    fits = "unknown" if s["fits"] is None else "yes" if s["fits"] else "NO"
+    cells += [fits, "-" if s["flops"] is None else f"{s['flops']:.3e}",
               f"{s['compile_seconds']:.1f}s"]
     lines.append("  ".join(cells))
   return "\n".join(lines)
@@ -311,6 +322,8 @@ def _main(argv: Sequence[str]) -> int:
                       "(default: the chip's HBM; for cpu this host's memory divided among its "
                       "devices)")
   parser.add_argument("--no_decode", action="store_true", help="compile only the train step")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace precompile_<topology>.{txt,json} of an earlier run")
   args = parser.parse_args(rest)
   if not gin_files:
     parser.error("give the run's gin files, e.g. --gin_file=gin/models/t5_1_0/small.gin "
@@ -323,16 +336,23 @@ def _main(argv: Sequence[str]) -> int:
   unset = [f"{m} = None" for m in gin_utils.required_macros(gin_files) if m not in given]
   gin_utils.parse(gin_files, list(bindings) + unset + list(_INPUT_BINDINGS))
   hbm = None if args.hbm_gib is None else int(args.hbm_gib * GIB)
+  out_dir = _output_dir(args.output)
+  stem = None
+  if out_dir:  # checked before compiling: a refused run writes nothing and wastes no time
+    preflight.check_writable(out_dir, "--output")
+    stem = paths.join(out_dir, f"precompile_{args.topology.replace(':', '_')}")
+    existing = [stem + s for s in (".txt", ".json") if paths.exists(stem + s)]
+    if existing and not args.overwrite:
+      raise errors.UsageError(f"{existing[0]} exists (an earlier precompile); pass --overwrite to "
+                              "replace it, or another --output.")
   result = precompile(args.topology, hbm_bytes=hbm, decode=not args.no_decode)
   table = format_table(result)
   print(table)
-  out_dir = _output_dir(args.output)
-  if out_dir:
+  if stem:
     paths.makedirs(out_dir)
-    stem = paths.join(out_dir, f"precompile_{args.topology.replace(':', '_')}")
     paths.write_atomic(stem + ".txt", table + "\n")
     paths.write_atomic(stem + ".json", json.dumps(result, indent=1) + "\n")
-  too_big = [s for s in result["steps"] if not s["fits"]]
+  too_big = [s for s in result["steps"] if s["fits"] is False]
   if too_big:
     s = too_big[0]
     print(f"error: the {s['step']} step needs {s['total'] / GIB:.2f} GiB per device on "

@@ -5,7 +5,9 @@
 or orbax are imported:
 
 - `--help` / `-h`: prints the binary's docstring (its flags, main macros and an example, read
-  from the source file without importing it) and exits with 0, in well under a second.
+  from the source file without importing it) and exits with 0, in well under a second. The
+  launchers (`synthetic_pretraining.launch.*`, argparse programs that import only the standard
+  library before parsing) print argparse's help instead: their docstring and every flag.
 - a quiet start (unless `--verbose`, or SYNTHETIC_PRETRAINING_VERBOSE=1): TensorFlow's and XLA's
   C++ start-up lines (`All log messages before absl::InitializeLog()`, oneDNN, CUDA probing,
   `failed call to cuInit`) are written to file descriptor 2 by native code before Python runs
@@ -74,11 +76,26 @@ def library_log_level() -> int:
 
 def configure_logging(level: int) -> None:
   """A binary's logging: our records at `level` with a timestamp on stderr, the libraries' at
-  `library_log_level()` (their INFO lines say nothing a user can act on)."""
+  `library_log_level()` (their INFO lines say nothing a user can act on), Python warnings as
+  log records."""
   import logging  # pylint: disable=import-outside-toplevel
   logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
   for name in LIBRARY_LOGGERS:
     logging.getLogger(name).setLevel(library_log_level())
+  # Warnings that get through (ours; everything with --verbose) become one log line each, so that
+  # on a terminal they are written above the training loop's progress bar, not through it.
+  warnings.showwarning = _warning_as_log_record
+
+
+def _warning_as_log_record(message, category, filename, lineno, file=None, line=None):
+  """`warnings.showwarning` of a binary: one WARNING record of logger py.warnings."""
+  del line
+  if file is not None:  # written to a stream on purpose
+    file.write(warnings.formatwarning(message, category, filename, lineno))
+    return
+  import logging  # pylint: disable=import-outside-toplevel
+  logging.getLogger("py.warnings").warning("%s: %s (%s:%d)", category.__name__, message,
+                                           filename, lineno)
 
 
 def binary_from_argv(orig_argv: Sequence[str]) -> Optional[Tuple[str, List[str]]]:
@@ -112,7 +129,10 @@ def start(module: str, args: Sequence[str]) -> None:
   if _started:
     return
   _started = True
-  if any(a in HELP_FLAGS for a in args):
+  own = list(args)[:list(args).index("--")] if "--" in args else args  # after `--`: another's
+  if any(a in HELP_FLAGS for a in own) and module.startswith(f"{PACKAGE}.launch."):
+    return  # the launchers' argparse --help (their docstring and every flag; stdlib imports)
+  if any(a in HELP_FLAGS for a in own):
     try:
       print(help_text(module))
       sys.stdout.flush()

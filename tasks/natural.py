@@ -119,8 +119,8 @@ def tfds_data_dir() -> str:
   return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
-def _squad_dataset(split: str, shuffle_files: bool, seed=None):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+def squad_tfds_directory() -> str:
+  """The prepared TFDS squad/v1.1:3.0.0; a one-line MissingInputError when it is not there."""
   directory = paths.join(tfds_data_dir(), *SQUAD_TFDS)
   if not paths.exists(paths.join(directory, "dataset_info.json")):
     raise errors.MissingInputError(
@@ -128,7 +128,20 @@ def _squad_dataset(split: str, shuffle_files: bool, seed=None):
         "Prepare it where the network is reachable: python -c \"import tensorflow_datasets as "
         "tfds; tfds.builder('squad/v1.1:3.0.0').download_and_prepare()\". Offline, use the "
         "shipped task 'squad_offline'.")
-  builder = tfds.builder_from_directory(directory)
+  return directory
+
+
+class SquadTfdsSource(seqio.FunctionDataSource):
+  """TFDS squad/v1.1:3.0.0, never downloaded; `check_split` lets a binary's pre-flight refuse a
+  run before it creates MODEL_DIR when the dataset is not prepared."""
+
+  def check_split(self, split: str) -> None:  # pylint: disable=unused-argument
+    squad_tfds_directory()
+
+
+def _squad_dataset(split: str, shuffle_files: bool, seed=None):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  builder = tfds.builder_from_directory(squad_tfds_directory())
   return builder.as_dataset(split=split, shuffle_files=shuffle_files,
                             read_config=tfds.ReadConfig(shuffle_seed=seed))
 
@@ -146,7 +159,7 @@ def register(vocabulary: seqio.Vocabulary) -> None:
   if SQUAD in seqio.TaskRegistry.names():
     seqio.TaskRegistry.remove(SQUAD)
   seqio.TaskRegistry.add(
-      SQUAD, source=seqio.FunctionDataSource(_squad_dataset, splits=("train", "validation")),
+      SQUAD, source=SquadTfdsSource(_squad_dataset, splits=("train", "validation")),
       preprocessors=[squad_inputs, registry.TOKENIZE, seqio.preprocessors.append_eos_after_trim],
       postprocess_fn=squad_postprocess, output_features=features, metric_fns=[metrics.squad])
 

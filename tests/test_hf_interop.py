@@ -533,10 +533,8 @@ def test_finetuning_from_a_transformers_t5_records_it_and_the_report_names_it(tm
 
 @pytest.mark.unit
 def test_mini_table1_takes_a_transformers_t5_as_natural_baseline():
-  import sys  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "launch"))
   import dataclasses  # pylint: disable=import-outside-toplevel
-  import mini_table1  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.launch import mini_table1  # pylint: disable=import-outside-toplevel
   preset = dataclasses.replace(mini_table1.PRESETS["gpu"], natural_checkpoint="gs://b/t5-small")
   assert "natural" not in {r.label for r in mini_table1.pretrain_runs(preset, "/out")}
   natural = [r for r in mini_table1.finetune_runs(preset, "/out") if r.label == "natural"]

@@ -111,6 +111,18 @@ def test_a_built_wheel_runs_the_readme_commands_from_any_directory(tmp_path):
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
         "--gin.trainer.train.infer_eval_cfg=None", *tiny], work, env)
 
+  # The launchers are installed too: their dry runs work here, and plan under this directory.
+  plan = _run([sys.executable, "-m", "synthetic_pretraining.launch.mini_table1", "--preset=demo",
+               "--dry_run"], work, env)
+  assert f"--gin.MODEL_DIR=\"'{work}/runs/mini_table1_demo/pretrain/set/seed_0'\"" in plan
+  squad = tmp_path.joinpath("tfds", "squad", "v1.1", "3.0.0")
+  squad.mkdir(parents=True)
+  (squad / "dataset_info.json").write_text("{}")
+  plan = _run([sys.executable, "-m", "synthetic_pretraining.launch.paper_tables", "--table=3",
+               "--downstream=squad", f"--tfds_data_dir={tmp_path / 'tfds'}", "--bucket=gs://b/x",
+               "--tpu=t", "--zone=z", "--dry_run"], work, env)  # gin files found in the wheel
+  assert "# estimate: about " in plan and "gin/init/pre_attn_ln_constant.gin" in plan
+
   assert sorted(os.listdir(work)) == ["runs"]  # nothing of the repository was needed here
   records = [json.loads(line) for line in (work / "runs/squad/metrics.jsonl").read_text().splitlines()]
   (trained,) = [r for r in records if r["kind"] == "train"]

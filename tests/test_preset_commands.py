@@ -1,13 +1,9 @@
-"""Every preset of launch/mini_table1.py starts its own commands: the exact flags of its
+"""Every preset of synthetic_pretraining.launch.mini_table1 starts its own commands: the exact flags of its
 pre-training, finetuning and position-split runs, with only steps, batch, eval sizes and the model
 shrunk, so a wrong flag fails here (its own module: these runs are the suite's longest)."""
-import os
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "launch"))
+from synthetic_pretraining.launch import mini_table1
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,13 +26,12 @@ def _shrunk(flags):
 
 
 @pytest.mark.parametrize("preset", ["full", "demo", "gpu"])
-def test_every_preset_command_starts_with_its_exact_flags(preset, tmp_path):
-  import mini_table1  # pylint: disable=import-outside-toplevel
+def test_every_preset_command_starts_with_its_exact_flags(preset, tmp_path, monkeypatch):
   import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   from synthetic_pretraining import position_split, train  # pylint: disable=import-outside-toplevel
   p = mini_table1.PRESETS[preset]
   out = str(tmp_path)
-  os.chdir(ROOT)
+  monkeypatch.chdir(tmp_path)  # the commands work from any directory
   # Each pre-training task once (its first seed), then every init of the first finetuning seed;
   # later Set seeds are pointed at the first one's checkpoint.
   pretrain = {}

@@ -8,6 +8,7 @@ postprocessor, so the metric sees the same detokenisation on both sides.
 import dataclasses
 import json
 import logging
+import time
 from typing import Dict, List, Optional
 
 import gin
@@ -23,6 +24,8 @@ from synthetic_pretraining.model import models
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining import paths
 from synthetic_pretraining.training import run_dir
+
+PROGRESS_SECONDS = 30.0  # between the infer binary's progress lines
 
 
 
@@ -99,12 +102,16 @@ class Decoder:
     self.predict = jit_predict_step(model, param_shardings, self.batch_sharding, max_length,
                                     cfg.num_decodes, cfg.alpha, eos_id)
 
-  def __call__(self, params, examples: List[dict]) -> List[List[int]]:
-    """Predicted token ids (without EOS) for each example."""
+  def __call__(self, params, examples: List[dict], progress: str = "") -> List[List[int]]:
+    """Predicted token ids (without EOS) for each example; with `progress` (what is decoded, for
+    the infer binary) a log line every PROGRESS_SECONDS."""
     cfg = self.cfg
     per_process = cfg.batch_size // jax.process_count()
-    predictions = []
+    predictions, last_report = [], time.time()
     for start in range(0, len(examples), cfg.batch_size):
+      if progress and time.time() - last_report > PROGRESS_SECONDS:
+        last_report = time.time()
+        logging.info("infer: %d of %d examples of %s decoded", start, len(examples), progress)
       chunk = examples[start: start + cfg.batch_size]
       mine = chunk[jax.process_index() * per_process: (jax.process_index() + 1) * per_process]
       local = _encoder_batch(mine, cfg.task_feature_lengths["inputs"], per_process)
@@ -131,7 +138,8 @@ def score_task(task: seqio.Task, examples: List[dict], predictions: List[List[in
   for metric_fn in getattr(task, "predict_metric_fns", None) or task.metric_fns:
     metrics.update({k: float(getattr(v, "value", v)) for k, v in metric_fn(targets, preds).items()})
   # Exact sequence match is always reported, so tasks without metric functions get a number too.
-  metrics.setdefault("sequence_accuracy", 100.0 * float(np.mean(
+  # A fraction, as the teacher-forced `sequence_accuracy` of train and eval.
+  metrics.setdefault("sequence_accuracy", float(np.mean(
       [p == _until_eos(ex["targets"], vocabulary.eos_id) for p, ex in zip(predictions, examples)])))
   return metrics, rows
 
@@ -140,8 +148,8 @@ class InferenceEvaluator:
   """Inference eval of one task or mixture: examples read once, decoding compiled once per task."""
 
   def __init__(self, model: models.EncoderDecoderModel, partitioner: partitioning.PjitPartitioner,
-               cfg: InferenceConfig, param_shardings):
-    self.cfg = cfg
+               cfg: InferenceConfig, param_shardings, progress: bool = False):
+    self.cfg, self.progress = cfg, progress
     mixture_or_task = pipeline.get_mixture_or_task(cfg.mixture_or_task_name, cfg.module)
     self.tasks = []
     for task in seqio.get_subtasks(mixture_or_task):
@@ -153,14 +161,26 @@ class InferenceEvaluator:
 
   def evaluate(self, params) -> Dict[str, tuple]:
     """{task name: (metrics, scored examples)} for the task or every subtask of the mixture."""
-    return {task.name: score_task(task, examples, decode(params, examples))
-            for task, examples, decode in self.tasks}
+    results = {}
+    for task, examples, decode in self.tasks:
+      what = f"{task.name}/{self.cfg.split}" if self.progress else ""
+      if what:
+        beams = (f"beam search with {self.cfg.num_decodes} beams" if self.cfg.num_decodes > 1
+                 else "greedy")
+        logging.info("infer: decoding %d examples of %s (%s) in batches of %d, %s", len(examples),
+                     what, "the first EVALUATOR_NUM_EXAMPLES" if self.cfg.max_examples is not None
+                     else "the whole split", self.cfg.batch_size, beams)
+      results[task.name] = score_task(task, examples, decode(params, examples, progress=what))
+      if what:
+        logging.info("infer: decoded and scored %d examples of %s", len(examples), what)
+    return results
 
 
-def evaluate(model, params, partitioner, cfg: InferenceConfig) -> Dict[str, tuple]:
+def evaluate(model, params, partitioner, cfg: InferenceConfig,
+             progress: bool = False) -> Dict[str, tuple]:
   """One-off inference eval (see `InferenceEvaluator` to evaluate repeatedly)."""
   shardings = jax.tree.map(lambda x: x.sharding, params)
-  return InferenceEvaluator(model, partitioner, cfg, shardings).evaluate(params)
+  return InferenceEvaluator(model, partitioner, cfg, shardings, progress).evaluate(params)
 
 
 def write_results(writer: metrics_writer.MetricsWriter, output_dir: str, step: int,
@@ -204,7 +224,7 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
                       checkpoint_flag="CHECKPOINT_PATH",
                       model_config=getattr(model, "config", None))
   params, step = resolver.read_params(checkpoint_path, abstract)
-  results = evaluate(model, params, partitioner, inference_cfg)
+  results = evaluate(model, params, partitioner, inference_cfg, progress=True)
   writer = metrics_writer.MetricsWriter(output_dir)
   write_results(writer, output_dir, step, inference_cfg, results)
   writer.close()

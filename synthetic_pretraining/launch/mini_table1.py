@@ -1,8 +1,14 @@
-#!/usr/bin/env python3
 r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-only result).
 
-  python launch/mini_table1.py --preset=full|demo|toy|gpu [--output_dir=DIR] [--dry_run]
-      [--natural_checkpoint=PATH]   # a transformers T5 directory (or any checkpoint) as natural
+  python -m synthetic_pretraining.launch.mini_table1 --preset=full|demo|toy|gpu \
+      [--output_dir=DIR] [--dry_run] [--natural_checkpoint=PATH]
+
+  --preset              full (about 2 h 15 min on an idle 2-core CPU), demo (`make demo`, about
+                        13 min), gpu (one H100/H200, about 10 min), toy (seconds; the tests)
+  --output_dir          where the runs and the report go (default runs/mini_table1_<preset>
+                        under the working directory)
+  --dry_run             print every command and the estimated time, run nothing
+  --natural_checkpoint  a transformers T5 directory (or any checkpoint) as the natural baseline
 
 1. Pre-flight: each pre-training task's examples are measured (a sample, with the run's own gin
    configuration) against its TASK_FEATURE_LENGTHS; the driver refuses to start when most
@@ -28,19 +34,19 @@ r"""A small-scale reproduction of the paper's Table 1 (and of the statistics-onl
 
 Runs happen in this process, one after another; a finished run is skipped when the driver is
 started again (its MODEL_DIR resumes and ends at once). `--dry_run` prints every command and the
-estimated duration from the step times measured for each preset (PRESETS' comments).
+estimated duration from the step times measured for each preset (PRESETS' comments). Gin files
+are found as by every binary (the working directory first, then the package's own).
 """
 import argparse
 import dataclasses
 import json
 import os
-import shlex
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # the library of this checkout, whatever else is installed
+from synthetic_pretraining.launch import commands
+
 STATS_SCHEMES = {"stats_mean_std": "per_param_grouping___init_mean_std",
                  "stats_scale": "per_param_grouping___init_scale"}
 REFUSE_SHARE = 0.5  # refuse to pre-train when more than this share of a task's examples is cut
@@ -102,7 +108,7 @@ class Preset:
                          f"of the finetuning lengths {self.finetune_lengths} untrained")
 
 
-# Step times of the cpu.gin model on the idle 2-core machine. Measured with launch/step_times.py
+# Step times of the cpu.gin model on the idle 2-core machine. Measured with launch.step_times
 # (40-step runs of each preset's configurations) on 6 December 2026 while the machine was shared
 # (load average 3-8 on 2 cores), each scaled by a reference measured in the same session (Set at
 # 64/64, batch 32: 0.33 s per step idle, measured 0.28 and 0.46 s under load):
@@ -309,7 +315,7 @@ def truncation_share(flags: Sequence[str], num_examples: int = 200) -> Dict[str,
     lengths = dict(gin.query_parameter("%TASK_FEATURE_LENGTHS"))
     cfg = pipeline.DatasetConfig(mixture_or_task_name=gin.query_parameter("%MIXTURE_OR_TASK_NAME"),
                              task_feature_lengths=lengths, split="train", batch_size=1,
-                             shuffle=False, module="tasks")
+                             shuffle=False, module="synthetic_pretraining.tasks")
     counter = pipeline.TruncationCounter(lengths)
     ds = pipeline.build_dataset(cfg, seed=0, shard_info=pipeline.shard_info(), num_epochs=None,
                             counter=counter)
@@ -355,7 +361,8 @@ def preflight(runs: Sequence[Run], num_examples: int = 200) -> Dict[str, Dict[st
 def _train(flags: Sequence[str]) -> None:
   from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
   if train.main(list(flags)) != 0:
-    raise SystemExit(f"error: a run failed: python -m synthetic_pretraining.train {' '.join(flags)}")
+    raise SystemExit("error: a run failed: python -m synthetic_pretraining.train "
+                     + commands.show(flags))
 
 
 def _best(model_dir: str) -> Tuple[int, float]:
@@ -388,7 +395,6 @@ def run(preset: str, out: str, dry_run: bool = False,
   p = PRESETS[preset]
   if natural_checkpoint:
     p = dataclasses.replace(p, natural_checkpoint=natural_checkpoint)
-  os.chdir(ROOT)  # gin files and the shipped data are found from the repository root
   pretrain = pretrain_runs(p, out)
   command = "python -m synthetic_pretraining.train "
   if dry_run:
@@ -397,7 +403,7 @@ def run(preset: str, out: str, dry_run: bool = False,
           f"{len(finetune_runs(p, out))} finetuning runs"
           + (f", about {minutes:.0f} minutes at the preset's step times" if minutes else ""))
     for r in pretrain + finetune_runs(p, out):
-      print(command + " ".join(shlex.quote(f) for f in r.flags))
+      print(command + commands.show(r.flags))
     print("python -m synthetic_pretraining.report " + " ".join(
         f"{out}/finetune/<init>/<chosen lr>/seed_{s}" for s in p.seeds[:1]) + " ... "
           + " ".join(f"--pretrain={r.model_dir}" for r in pretrain)
@@ -449,16 +455,18 @@ def run(preset: str, out: str, dry_run: bool = False,
 
 def main(argv=None) -> int:
   """Entry point (see the module docstring)."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+  parser = argparse.ArgumentParser(prog="python -m synthetic_pretraining.launch.mini_table1",
+                                   description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
-  parser.add_argument("--output_dir", default=None, help="default runs/mini_table1_<preset>")
+  parser.add_argument("--output_dir", default=None,
+                      help="default runs/mini_table1_<preset> under the working directory")
   parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
   parser.add_argument("--natural_checkpoint", default=None,
                       help="natural baseline to finetune from (a transformers T5 directory, "
                            "local or gs://) instead of pre-training on natural text")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-  out = os.path.abspath(args.output_dir or os.path.join(ROOT, "runs", f"mini_table1_{args.preset}"))
+  out = os.path.abspath(args.output_dir or os.path.join("runs", f"mini_table1_{args.preset}"))
   return run(args.preset, out, args.dry_run, args.natural_checkpoint)
 
 

@@ -1,7 +1,10 @@
-#!/usr/bin/env python3
-r"""Measures the step times a preset of mini_table1.py is sized from, with short runs.
+r"""Measures the step times a preset of mini_table1 is sized from, with short runs.
 
-  python launch/step_times.py --preset=full [--steps=40] [--output_dir=DIR]
+  python -m synthetic_pretraining.launch.step_times --preset=full [--steps=40] [--output_dir=DIR]
+
+  --preset      the mini_table1 preset to measure (default full)
+  --steps       train steps of each measurement run (default 40)
+  --output_dir  where the measurement runs go (default: a temporary folder)
 
 For each distinct configuration of the preset (each pre-training task and length, and the
 finetuning run) it trains `--steps` steps with the preset's own flags (one eval at the end) and
@@ -19,8 +22,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mini_table1  # pylint: disable=wrong-import-position
+from synthetic_pretraining.launch import mini_table1
 
 # Set at 64/64, batch 32, cpu.gin: 0.33 s per step on the idle 2-core machine (the `full` run of
 # 3 December 2026, docs/results/mini_table1/README.md).
@@ -72,7 +74,6 @@ def measure(preset: str, steps: int, out: str) -> dict:
   import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   from synthetic_pretraining import position_split, report  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   p = mini_table1.PRESETS[preset]
-  os.chdir(mini_table1.ROOT)
   _time_evals()
   log = max(1, steps // 4)
   results, runs = {}, []
@@ -106,7 +107,9 @@ def measure(preset: str, steps: int, out: str) -> dict:
 
 def main(argv=None) -> int:
   """Entry point (see the module docstring)."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(prog="python -m synthetic_pretraining.launch.step_times",
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--preset", choices=sorted(mini_table1.PRESETS), default="full")
   parser.add_argument("--steps", type=int, default=40)
   parser.add_argument("--output_dir", default=None, help="default: a temporary folder")
