@@ -10,7 +10,6 @@ SentencePiece model is copied beside the weights. The output (local or gs://) lo
 `transformers.T5ForConditionalGeneration.from_pretrained(DIR)` and `AutoTokenizer`; no torch is
 needed here. The whole model is held on this host while it is written (one process; docs/hf.md).
 """
-import argparse
 import logging
 import sys
 import time
@@ -29,9 +28,9 @@ from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining.checkpointing import resolver
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.export_hf",
-                              description=__doc__.split("\n")[0])
+def _parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog="python -m synthetic_pretraining.export_hf",
+                         description=__doc__.split("\n")[0])
   p.add_argument("--checkpoint", required=True, help="checkpoint, MODEL_DIR, t5x or transformers")
   p.add_argument("--output_dir", required=True, help="the transformers directory to write")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
