@@ -45,6 +45,7 @@ def export(checkpoint: str, output_dir: str, gin_files, bindings=(), dtype: str 
   from synthetic_pretraining.model import models  # pylint: disable=import-outside-toplevel
   if not gin_files:
     raise errors.UsageError("Give the model with --gin_file (e.g. gin/models/t5_1_0/small.gin).")
+  hf_writer.check_output(output_dir)  # before the checkpoint is read
   gin.clear_config()
   gin_utils.parse(gin_files, bindings)
   model = models.EncoderDecoderModel()

@@ -100,6 +100,7 @@ def _main(argv) -> int:
   p.add_argument("--label", action="append", default=[], metavar="RUN_DIR=LABEL",
                  help="method of a run (overrides its run.json); repeatable")
   args = p.parse_args(argv)
+  paths.check_writable_dir(args.output_dir, "--output_dir")  # before the runs are read
   metrics = [None if m == "default" else m for m in args.metrics.split(",") if m]
   labels = {}
   for item in args.label:

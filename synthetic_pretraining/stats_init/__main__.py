@@ -95,6 +95,9 @@ def run(args, gin_files, bindings) -> str:
     raise StatsInitError(f"--scheme is required; one of: {', '.join(procedures.scheme_names())}.")
   if not args.output_dir:
     raise StatsInitError("--output_dir is required.")
+  paths.check_writable_dir(args.output_dir, "--output_dir")
+  if args.stats_out:
+    paths.check_writable_dir(paths.as_path(args.stats_out).parent, "--stats_out's folder")
   if paths.exists(paths.join(args.output_dir, "params")):
     raise errors.OutputExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
   if paths.exists(paths.join(t5x_writer.checkpoint_dir(args.output_dir), "checkpoint")):
