@@ -2,7 +2,9 @@
 
 `run(main, argv)` calls a binary's `main(argv)`; an `errors.UsageError` raised anywhere below it
 is printed as `error: <one line>` and the process exits with 1, with the traceback only under
-`--verbose`. A Ctrl-C that reaches it (a second one during training, or one before the loop
+`--verbose`. A mistyped, missing or malformed flag is bad input too: the binaries parse their
+flags with `ArgumentParser`, whose errors are one line and exit code 1 (not argparse's usage
+text and 2). A Ctrl-C that reaches it (a second one during training, or one before the loop
 starts) ends in one line and exit code 130. Anything else is a bug and keeps its traceback.
 Validation of inputs happens before a binary creates anything, so a refused run leaves nothing
 behind. How a binary starts (`--help`, the quiet start) is `startup.py`.
@@ -10,6 +12,7 @@ behind. How a binary starts (`--help`, the quiet start) is `startup.py`.
   if __name__ == "__main__":
     sys.exit(cli.run(main))
 """
+import argparse
 import logging
 import sys
 import traceback
@@ -17,11 +20,19 @@ from typing import Callable, Optional, Sequence
 
 from synthetic_pretraining.errors import UsageError, one_line  # noqa: F401  (cli.UsageError stays importable)
 
-# The exit code of a refused run (bad input); 2 stays argparse's usage error.
+# The exit code of a refused run (bad input, flags included).
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 INTERRUPTED = ("Interrupted: quit at once without saving; MODEL_DIR keeps its newest checkpoint, "
                "so rerunning the same command resumes from it.")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse for the binaries: a flag error (unknown, mistyped, missing, malformed) raises a
+  `UsageError`, so `run` prints it in one line with exit code 1; `--help` is argparse's own."""
+
+  def error(self, message):
+    raise UsageError(f"{message} ({self.prog} --help lists the flags).")
 
 
 def pop_verbose(argv: Sequence[str]):

@@ -31,7 +31,6 @@ language, before span corruption), `document<TAB>summary` (nonsense summary). A 
 task. Bad input (an unknown task, a bad split, a task that cannot give that many distinct inputs)
 ends with a one-line `error: ...` on stderr and exit status 1.
 """
-import argparse
 import sys
 from typing import Iterator, List, Mapping, Sequence
 
@@ -152,8 +151,8 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
-  p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.export_data",
-                              description=__doc__.split("\n")[0])
+  p = cli.ArgumentParser(prog="python -m synthetic_pretraining.export_data",
+                         description=__doc__.split("\n")[0])
   p.add_argument("--task", required=True, help="a synthetic task or mixture id, e.g. set, lime")
   # No argparse `choices`: a bad split gets the same one-line error as every other bad input.
   p.add_argument("--split", default="train", help="'train' or 'validation'")

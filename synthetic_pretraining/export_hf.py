@@ -10,7 +10,6 @@ SentencePiece model is copied beside the weights. The output (local or gs://) lo
 `transformers.T5ForConditionalGeneration.from_pretrained(DIR)` and `AutoTokenizer`; no torch is
 needed here. The whole model is held on this host while it is written (one process; docs/hf.md).
 """
-import argparse
 import logging
 import sys
 import time
@@ -29,9 +28,9 @@ from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining.checkpointing import resolver
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.export_hf",
-                              description=__doc__.split("\n")[0])
+def _parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog="python -m synthetic_pretraining.export_hf",
+                         description=__doc__.split("\n")[0])
   p.add_argument("--checkpoint", required=True, help="checkpoint, MODEL_DIR, t5x or transformers")
   p.add_argument("--output_dir", required=True, help="the transformers directory to write")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -46,6 +45,7 @@ def export(checkpoint: str, output_dir: str, gin_files, bindings=(), dtype: str 
   from synthetic_pretraining.model import models  # pylint: disable=import-outside-toplevel
   if not gin_files:
     raise errors.UsageError("Give the model with --gin_file (e.g. gin/models/t5_1_0/small.gin).")
+  hf_writer.check_output(output_dir)  # before the checkpoint is read
   gin.clear_config()
   gin_utils.parse(gin_files, bindings)
   model = models.EncoderDecoderModel()

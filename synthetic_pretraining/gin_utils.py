@@ -71,8 +71,17 @@ def _file_texts(path: str, seen=None) -> List[str]:
   if path in seen:
     return []
   seen.add(path)
-  with open(path) as f:
-    text = f.read()
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  except IsADirectoryError:
+    raise GinConfigError(f"Gin file {path!r} is a directory; name a .gin file in it.") from None
+  except UnicodeDecodeError as e:
+    raise GinConfigError(f"Gin file {path!r} is not UTF-8 text (byte {e.start}); is it a gin "
+                         "file?") from None
+  except OSError as e:
+    raise GinConfigError(f"Gin file {path!r} cannot be read: {e.strerror or e}.") from None
+  _check_file_syntax(path, text)
   texts = [text]
   for included in _INCLUDE.findall(text):
     texts += _file_texts(included, seen)
@@ -115,6 +124,18 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
     raise GinConfigError(f"Invalid gin configuration: {_describe_parse_error(e)}") from e
   finally:
     root.removeFilter(_drop_gin_chatter)
+
+
+def _check_file_syntax(path: str, text: str) -> None:
+  """A gin file parses as gin (names are checked later, by gin); else one line naming the file."""
+  try:
+    for _ in config_parser.ConfigParser(text, gin.config.ParserDelegate(skip_unknown=True)):
+      pass
+  except (ValueError, SyntaxError, tokenize.TokenError) as e:
+    line = getattr(e, "lineno", None)
+    where = f" (line {line})" if line and f"line {line}" not in str(e) else ""
+    raise GinConfigError(f"Gin file {path!r} is not valid gin{where}: "
+                         f"{_describe_parse_error(e)}") from None
 
 
 def check_binding_syntax(binding: str) -> None:

@@ -6,7 +6,6 @@
 PATH is one of our checkpoints (a `checkpoint_<step>` directory, a MODEL_DIR, or a params-only
 checkpoint) or a t5x checkpoint. Statistics are computed one parameter at a time, in float64.
 """
-import argparse
 import json
 import logging
 import sys
@@ -48,7 +47,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m synthetic_pretraining.inspect_checkpoint",
+                             description=__doc__.split("\n")[0])
   parser.add_argument("path", help="checkpoint directory, MODEL_DIR or t5x checkpoint")
   parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
   args = parser.parse_args(argv)

@@ -42,6 +42,25 @@ def check_scheme(path: PathLike, flag: str = "") -> None:
         f"{where} uses {scheme}://, which is not supported: use a local path or {supported}.")
 
 
+def check_writable_dir(path: PathLike, flag: str) -> None:
+  """`path` is a directory that exists or can be created by this user; else one line naming
+  `flag` (a `errors.UsageError`). Object stores are not probed: a write there would be the only
+  test, and it would create files."""
+  check_scheme(path, flag)
+  if is_remote(path):
+    return
+  target = os.path.abspath(os.fspath(path))
+  if os.path.exists(target) and not os.path.isdir(target):
+    raise errors.UsageError(f"{flag}={target} cannot be used: it is a file, not a directory.")
+  existing = target
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise errors.UsageError(f"{flag}={target} cannot be created: {existing} is a file.")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise errors.UsageError(f"{flag}={target} cannot be written: no write permission on {existing}.")
+
+
 def as_path(path: PathLike) -> epath.Path:
   """An `epath.Path`; a local path is made absolute (so it does not follow later chdirs)."""
   text = os.fspath(path)

@@ -23,7 +23,6 @@ reads MODEL_DIR's run.json (task, lengths, batch size) and, unless gin files are
 config.gin; the step defaults to the one of best validation token accuracy. It prints the split
 and, with --write, saves it as MODEL_DIR/position_split.json (what the report reads).
 """
-import argparse
 import collections
 import json
 import sys
@@ -150,9 +149,9 @@ def split_run(model_dir: str, step: int, gin_args: Sequence[str], *, task: str,
   BATCH_SIZE.
 
   Raises:
-    cli.UsageError: the configuration does not start (the train binary's error is logged).
+    errors.UsageError: the configuration does not start, or the checkpoint does not fit it.
   """
-  from synthetic_pretraining import cli, train
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining.checkpointing import orbax_format  # pylint: disable=import-outside-toplevel
   result = {}
 
@@ -163,9 +162,8 @@ def split_run(model_dir: str, step: int, gin_args: Sequence[str], *, task: str,
         batch_size=gin.query_parameter("%BATCH_SIZE"), split=split, max_batches=max_batches,
         module=gin.query_parameter("%MIXTURE_OR_TASK_MODULE")))
 
-  if train.main(list(gin_args) + ["--gin.position_split.diagnose.model=%MODEL"],
-                entry_point=run) != 0:
-    raise cli.UsageError(f"the position split of {model_dir} at step {step} failed (see above).")
+  train.run_flags(list(gin_args) + ["--gin.position_split.diagnose.model=%MODEL"],
+                  entry_point=run)
   return result
 
 
@@ -189,8 +187,8 @@ def _main(argv) -> int:
   from synthetic_pretraining import cli  # pylint: disable=import-outside-toplevel
   import synthetic_pretraining.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   gin_args = [a for a in argv if a.startswith("--gin")]
-  parser = argparse.ArgumentParser(prog="python -m synthetic_pretraining.position_split",
-                                   description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m synthetic_pretraining.position_split",
+                              description=__doc__.split("\n")[0])
   parser.add_argument("model_dir")
   parser.add_argument("--step", type=int, default=None,
                       help="checkpoint step (default: best validation token accuracy)")
@@ -217,4 +215,7 @@ def _main(argv) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  # Run as `python -m`, this file is `__main__`, and its `diagnose` registered under that name;
+  # the gin binding above names `position_split.diagnose`, so run the package's module.
+  from synthetic_pretraining import position_split as _module  # pylint: disable=import-self
+  sys.exit(_module.main())

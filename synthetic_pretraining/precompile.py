@@ -312,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(argv: Sequence[str]) -> int:
   startup.configure_logging(logging.WARNING)
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog="python -m synthetic_pretraining.precompile", description=__doc__.split("\n\n")[0],
       epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--topology", required=True, help="slice or topology name (see below)")

@@ -220,6 +220,31 @@ def is_native_noise(line: bytes) -> bool:
   return bool(_NATIVE_LOG.match(line)) or any(p.match(line) for p in _NATIVE_NOISE)
 
 
+def filter_lines(lines: Sequence[bytes], continued: bool = False):
+  """What the quiet start's filter does with `lines`, read from descriptor 2 at once (one read:
+  the bytes of one or more writes): (the lines to show, whether the last one continues a
+  dropped message, our one line for a fatal error or None).
+
+  A native log line is dropped, and so are the lines after it in the same read when it ends
+  with ':' (absl writes a message whole, with one write, and such a message goes on: the JAX
+  coordination service's "the following tasks are unhealthy ...:" before a dead peer's fatal
+  error, with the task list and a note after it). `continued`: the first line goes on such a
+  message, cut by the previous read. After a fatal error we can name, the rest is not shown.
+  """
+  shown = []
+  for line in lines:
+    if not line:
+      continue
+    fatal = next((say for pattern, say in _FATAL if pattern.search(line)), None)
+    if fatal is not None:
+      return shown, False, fatal()
+    if is_native_noise(line):
+      continued = line.rstrip().endswith(b":")
+    elif not continued:
+      shown.append(line)
+  return shown, continued, None
+
+
 def _filter_native_stderr() -> None:
   """Routes descriptor 2 through a forked filter; Python's sys.stderr keeps the real one."""
   if not hasattr(os, "fork"):
@@ -244,16 +269,25 @@ def _filter_native_stderr() -> None:
       os.closerange(3, read_end)
       os.closerange(read_end + 1, 65536)
       warnings.filterwarnings("ignore")
-      with os.fdopen(read_end, "rb") as source:
-        for line in source:
-          fatal = next((say for pattern, say in _FATAL if pattern.search(line)), None)
-          if fatal is not None:
-            os.write(2, fatal().encode())
-            for _ in source:  # the abort's stack trace: drained, not shown
-              pass
-            break
-          if not is_native_noise(line):
-            os.write(2, line)
+      pending, continued = b"", False
+      while True:
+        chunk = os.read(read_end, 1 << 16)
+        if chunk:
+          *lines, pending = (pending + chunk).split(b"\n")
+          lines = [line + b"\n" for line in lines]
+        else:  # the end: a last line without its newline
+          lines, pending = [pending], b""
+        shown, continued, fatal = filter_lines(lines, continued)
+        continued = continued and bool(pending)  # a message ends with its write
+        for line in shown:
+          os.write(2, line)
+        if fatal is not None:
+          os.write(2, fatal.encode())
+          while os.read(read_end, 1 << 16):  # the abort's stack trace: drained, not shown
+            pass
+          break
+        if not chunk:
+          break
     except BaseException:  # pylint: disable=broad-except
       code = 1
     os._exit(code)  # pylint: disable=protected-access

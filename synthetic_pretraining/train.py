@@ -85,15 +85,24 @@ def main(argv=None, entry_point=None) -> int:
   return cli.run(lambda args: _main(args, entry_point), argv)
 
 
+def run_flags(argv, entry_point=None) -> int:
+  """What `main` runs, for a binary that runs `entry_point` inside its own `cli.run`: a bad
+  input raises its `errors.UsageError` (the caller prints the one line) instead of printing it."""
+  accelerators.hide_gpus_from_tensorflow()
+  return _main(list(argv), entry_point)
+
+
 def _main(argv, entry_point) -> int:
   startup.configure_logging(logging.INFO)  # libraries at ERROR unless --verbose
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   if rest:
-    print(f"error: unrecognised arguments {rest}", file=sys.stderr)
-    return 2
+    raise errors.UsageError(
+        f"unrecognised argument{'s' if len(rest) > 1 else ''} {' '.join(rest)}: the flags are "
+        "--gin_file=PATH, --gin.NAME=VALUE, --gin_bindings=TEXT and --verbose (--help shows them).")
   if not gin_files:
-    print(__doc__, file=sys.stderr)
-    return 2
+    raise errors.UsageError(
+        "Give the model and the run with --gin_file, e.g. --gin_file=gin/models/t5_1_0/tiny.gin "
+        "--gin_file=gin/runs/pretrain.gin (--help shows the flags and an example).")
   if entry_point is not None:  # eval, infer: our run's model, vocabulary, task and lengths
     gin_files, bindings = follow_run.follow(gin_files, bindings)
   distributed.initialize_from_environment()

@@ -12,7 +12,6 @@ Flags:
 Each line is the SeqIO id, its kind (task or mixture), its splits and a one-line description.
 Use an id as MIXTURE_OR_TASK_NAME, e.g. --gin.MIXTURE_OR_TASK_NAME="'set'".
 """
-import argparse
 import functools
 import inspect
 import sys
@@ -104,8 +103,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-  parser = argparse.ArgumentParser(prog="python -m synthetic_pretraining.tasks",
-                                   description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m synthetic_pretraining.tasks",
+                              description=__doc__.split("\n")[0])
   parser.add_argument("--module", action="append", default=[])
   parser.add_argument("--task")
   args = parser.parse_args(argv)

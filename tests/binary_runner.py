@@ -16,11 +16,14 @@ import runpy
 import sys
 import warnings
 
+# Not precompile: run as `__main__` it registers its gin configurable `precompile_inputs` again,
+# under `__main__`, and a preloaded copy would make that name ambiguous (a fresh `python -m`
+# process has only the one); its imports are the train binary's, so a child imports it quickly.
 PRELOAD = ("synthetic_pretraining.train", "synthetic_pretraining.eval",
            "synthetic_pretraining.infer", "synthetic_pretraining.inspect_checkpoint",
-           "synthetic_pretraining.export_data", "synthetic_pretraining.precompile",
-           "synthetic_pretraining.stats_init.__main__", "synthetic_pretraining.report",
-           "synthetic_pretraining.tasks", "toy_tasks")
+           "synthetic_pretraining.export_data", "synthetic_pretraining.export_hf",
+           "synthetic_pretraining.position_split", "synthetic_pretraining.stats_init.__main__",
+           "synthetic_pretraining.report", "synthetic_pretraining.tasks", "toy_tasks")
 
 
 def _child(job) -> None:

@@ -16,6 +16,8 @@ import time
 import pytest
 import toy_tasks
 
+from synthetic_pretraining.synthetic import file_source
+
 pytestmark = pytest.mark.e2e
 
 
@@ -26,7 +28,7 @@ PARALLEL = 2
 TOY_MODEL = ["--gin.network.T5Config.emb_dim=16", "--gin.network.T5Config.mlp_dim=32",
              "--gin.network.T5Config.num_heads=2", "--gin.network.T5Config.head_dim=8"]
 BINARIES = ("train", "eval", "infer", "export_data", "inspect_checkpoint", "report", "stats_init",
-            "precompile", "tasks")
+            "precompile", "tasks", "export_hf", "position_split")
 MODULES = {b: f"synthetic_pretraining.{b}" for b in BINARIES}
 
 
@@ -114,9 +116,13 @@ def world(tmp_path_factory):
   _damage(os.path.join(damaged, "checkpoint_2"))
   (base / "a_file").write_text("x")
   (base / "garbage.json").write_text("this is not json {")
+  (base / "latin1.gin").write_bytes(b"TRAIN_STEPS = 3  # \xe9t\xe9\n")  # saved as Latin-1
+  (base / "unclosed.gin").write_text("EVAL_PERIOD = (1,\nTRAIN_STEPS = 3\n")
+  (base / "empty_dir").mkdir()
   yield {"base": str(base), "runner": runner, "trained": trained, "damaged": damaged,
          "stats": os.path.join(stats_dir, "stats.json"), "a_file": str(base / "a_file"),
-         "garbage_stats": str(base / "garbage.json")}
+         "garbage_stats": str(base / "garbage.json"), "latin1_gin": str(base / "latin1.gin"),
+         "unclosed_gin": str(base / "unclosed.gin"), "empty_dir": str(base / "empty_dir")}
   runner.close()
 
 
@@ -154,6 +160,30 @@ def _file_task_case(name, content, phrase):
   return (name, "train", make, phrase)
 
 
+def _late_malformed_line(w, out):
+  """A malformed line past the preflight's head of the file (file_source.PREFLIGHT_BYTES), so
+  only the data pipeline finds it: before MODEL_DIR is created, when the first batch is read."""
+  line = ("[" + ", ".join(str(5 + i % 50) for i in range(100)) + "]\t[7, 8]\n").encode()
+  assert len(line * 300) > file_source.PREFLIGHT_BYTES
+  module, env = _file_task_module(w, "late_malformed", line * 300 + b"[5, x]\t[7]\n" + line * 20)
+  return _train_args(out, task=FILE_TASK, module=module), env
+
+
+def _replace_flag(args, prefix, new):
+  """`args` with the flag starting with `prefix` replaced by `new`."""
+  return [new if a.startswith(prefix) else a for a in args]
+
+
+def _infer_args(w, out, *extra, checkpoint=None):
+  return _run_args("infer", f"--gin.CHECKPOINT_PATH='{checkpoint or w['trained']}'",
+                   "--gin.SPLIT='validation'", f"--gin.INFER_OUTPUT_DIR='{out}'", *extra)
+
+
+def _export_hf_args(w, out, *extra, checkpoint=None, model=TOY_MODEL):
+  return [f"--checkpoint={checkpoint or w['trained']}", f"--output_dir={out}",
+          "--gin_file=gin/models/t5_1_0/cpu.gin", *model, *extra]
+
+
 def _init_gin(stats):
   return ["--gin_file=gin/init/per_param_grouping___init_scale.gin",
           f"--gin.STATS_SOURCE='{stats}'"]
@@ -175,6 +205,11 @@ CASES = [
      "TASK_FEATURE_LENGTHS must be a dict"),
     ("batch_not_divisible", "train", lambda w, out: _train_args(out, batch=6),
      "BATCH_SIZE=6 is not divisible by the data-parallel size 8"),
+    ("batch_negative", "train", lambda w, out: _train_args(out, batch=-8),
+     "BATCH_SIZE must be a positive integer, got -8"),
+    ("lengths_zero", "train",
+     lambda w, out: _train_args(out, lengths="{'inputs': 0, 'targets': 12}"),
+     "TASK_FEATURE_LENGTHS['inputs'] must be a positive integer, got 0"),
     ("batch_not_divisible_model_parallel", "train",
      lambda w, out: _train_args(out, "--gin.partitioning.PjitPartitioner.num_partitions=2",
                                 batch=6), "data-parallel size 4"),
@@ -182,6 +217,10 @@ CASES = [
      "Did you mean 'toy_reverse'"),
     ("unknown_task_module", "train",
      lambda w, out: _train_args(out, module="no_such_module_xyz"), "no_such_module_xyz"),
+    ("unknown_task_module_in_a_list", "train",
+     lambda w, out: _replace_flag(_train_args(out), "--gin.MIXTURE_OR_TASK_MODULE=",
+                                  "--gin.MIXTURE_OR_TASK_MODULE=['toy_tasks', 'no_such_mod']"),
+     "MIXTURE_OR_TASK_MODULE='no_such_mod' cannot be imported"),
     # --- train: gin
     ("gin_typo", "train", lambda w, out: _train_args(out, "--gin.TRAIN_STEP=3"),
      "Did you mean TRAIN_STEPS"),
@@ -197,6 +236,20 @@ CASES = [
      "Did you mean gin/runs/pretrain.gin"),
     ("gin_unknown_configurable", "train",
      lambda w, out: _train_args(out, "--gin.network.T5Config.emb_dimm=4"), "emb_dimm"),
+    ("gin_file_is_a_directory", "train", lambda w, out: _train_args(out, "--gin_file=gin/runs"),
+     "Gin file 'gin/runs' is a directory"),
+    ("gin_file_not_utf8", "train",
+     lambda w, out: _train_args(out, f"--gin_file={w['latin1_gin']}"), "is not UTF-8 text"),
+    ("gin_file_syntax_error", "train",
+     lambda w, out: _train_args(out, f"--gin_file={w['unclosed_gin']}"),
+     "unclosed.gin' is not valid gin"),
+    ("no_gin_file", "train",
+     lambda w, out: [a for a in _train_args(out) if not a.startswith("--gin_file")],
+     "Give the model and the run with --gin_file"),
+    ("train_flag_typo", "train",
+     lambda w, out: _replace_flag(_train_args(out), "--gin_file=gin/runs/",
+                                  "--gin_flie=gin/runs/pretrain.gin"),
+     "unrecognised argument --gin_flie=gin/runs/pretrain.gin"),
     # --- train: numbers out of range or of the wrong type
     ("train_steps_string", "train", lambda w, out: _train_args(out, steps="'x'"),
      "TRAIN_STEPS must be a positive integer"),
@@ -212,6 +265,9 @@ CASES = [
      lambda w, out: _train_args(out, "--gin.CHECKPOINT_PERIOD=-1"), "CHECKPOINT_PERIOD must be"),
     ("eval_period_zero", "train",
      lambda w, out: _train_args(out, "--gin.EVAL_PERIOD=0"), "EVAL_PERIOD must be"),
+    ("log_period_zero", "train",
+     lambda w, out: _train_args(out, "--gin.LOG_PERIOD=0"),
+     "LOG_PERIOD must be a positive integer, got 0"),
     # --- train: MODEL_DIR and initial checkpoints
     ("model_dir_under_a_file", "train",
      lambda w, out: _train_args(os.path.join(w["a_file"], "run")), "is a file"),
@@ -224,6 +280,12 @@ CASES = [
     ("initial_checkpoint_wrong_architecture", "train",
      lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['trained']}'",
                                 model=[]), "another architecture"),
+    ("initial_checkpoint_is_a_file", "train",
+     lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['a_file']}'"),
+     "it is damaged or not a checkpoint"),
+    ("initial_checkpoint_damaged", "train",
+     lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['damaged']}'"),
+     "damaged/checkpoint_2 cannot be read"),
     ("initial_checkpoint_load_bogus", "train",
      lambda w, out: _train_args(out, f"--gin.INITIAL_CHECKPOINT_PATH='{w['trained']}'",
                                 "--gin.INITIAL_CHECKPOINT_LOAD='bogus'"),
@@ -235,6 +297,15 @@ CASES = [
     # --- train: file tasks
     _file_task_case("empty_task_file", b"", "empty"),
     _file_task_case("non_utf8_task_file", b"[5, 6]\t[7]\n\xff\xfe[5]\t[7]\n", "UTF-8"),
+    ("malformed_line_at_data_time", "train", _late_malformed_line,
+     "line 301 is not of the form [ids]<TAB>[ids]"),
+    # --- train: a multi-process environment
+    ("num_processes_without_coordinator", "train",
+     lambda w, out: (_train_args(out), {**_env(), "JAX_NUM_PROCESSES": "2"}),
+     "JAX_NUM_PROCESSES=2 also needs JAX_COORDINATOR_ADDRESS, JAX_PROCESS_ID"),
+    ("heartbeat_not_a_number", "train",
+     lambda w, out: (_train_args(out), {**_env(), "JAX_HEARTBEAT_TIMEOUT_SECONDS": "soon"}),
+     "JAX_HEARTBEAT_TIMEOUT_SECONDS='soon' must be an integer"),
     # --- eval
     ("eval_checkpoint_missing", "eval",
      lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['base']}/nothing_here'",
@@ -250,6 +321,21 @@ CASES = [
     ("eval_damaged_checkpoint", "eval",
      lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['damaged']}'",
                               f"--gin.EVAL_OUTPUT_DIR='{out}'"), "damaged"),
+    ("eval_checkpoint_is_a_file", "eval",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['a_file']}'",
+                              f"--gin.EVAL_OUTPUT_DIR='{out}'"), "it is damaged or not a checkpoint"),
+    ("eval_output_is_a_file", "eval",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              f"--gin.EVAL_OUTPUT_DIR='{w['a_file']}'"),
+     "a_file cannot be used: it is a file"),
+    ("eval_steps_zero", "eval",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              "--gin.EVAL_STEPS=0", f"--gin.EVAL_OUTPUT_DIR='{out}'"),
+     "EVAL_STEPS must be a positive integer or None, got 0"),
+    ("eval_flag_typo", "eval",
+     lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
+                              f"--gin.EVAL_OUTPUT_DIR='{out}'", "--verbos"),
+     "unrecognised argument --verbos"),
     # --- infer
     ("infer_lengths_not_a_dict", "infer",
      lambda w, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{w['trained']}'",
@@ -263,19 +349,60 @@ CASES = [
      lambda w, out: _run_args("infer", f"--gin.CHECKPOINT_PATH='{w['a_file']}'",
                               "--gin.SPLIT='validation'", f"--gin.INFER_OUTPUT_DIR='{out}'"),
      "a_file"),
+    ("infer_damaged_checkpoint", "infer",
+     lambda w, out: _infer_args(w, out, checkpoint=w["damaged"]),
+     "damaged/checkpoint_2 cannot be read"),
+    ("infer_output_under_a_file", "infer",
+     lambda w, out: _infer_args(w, os.path.join(w["a_file"], "out")), "a_file is a file"),
+    ("infer_batch_zero", "infer", lambda w, out: _infer_args(w, out, "--gin.BATCH_SIZE=0"),
+     "BATCH_SIZE must be a positive integer, got 0"),
+    ("infer_batch_not_divisible", "infer",
+     lambda w, out: _infer_args(w, out, "--gin.BATCH_SIZE=12"),
+     "BATCH_SIZE=12 is not divisible by the data-parallel size 8"),
+    ("infer_num_decodes_zero", "infer", lambda w, out: _infer_args(w, out, "--gin.NUM_DECODES=0"),
+     "NUM_DECODES must be a positive integer, got 0"),
+    ("infer_num_examples_zero", "infer",
+     lambda w, out: _infer_args(w, out, "--gin.EVALUATOR_NUM_EXAMPLES=0"),
+     "EVALUATOR_NUM_EXAMPLES must be a positive integer or None, got 0"),
     # --- export_data
     ("export_num_examples_zero", "export_data",
      lambda w, out: ["--task=set", "--num_examples=0", f"--output={out}/set.txt"],
      "--num_examples"),
     ("export_unwritable_output", "export_data",
      lambda w, out: ["--task=set", "--num_examples=2", f"--output={w['a_file']}/set.txt"], ""),
+    ("export_unknown_task", "export_data",
+     lambda w, out: ["--task=sett", "--num_examples=2", f"--output={out}/x.txt"],
+     "Did you mean 'set'"),
+    ("export_unknown_split", "export_data",
+     lambda w, out: ["--task=set", "--split=test", "--num_examples=2", f"--output={out}/x.txt"],
+     "--split must be 'train' or 'validation', got 'test'"),
+    ("export_num_examples_not_a_number", "export_data",
+     lambda w, out: ["--task=set", "--num_examples=many", f"--output={out}/x.txt"],
+     "argument --num_examples: invalid int value: 'many'"),
+    ("export_flag_typo", "export_data",
+     lambda w, out: ["--task=set", "--num_examples=2", "--sed=3", f"--output={out}/x.txt"],
+     "unrecognized arguments: --sed=3"),
+    ("export_flag_missing", "export_data", lambda w, out: ["--task=set", f"--output={out}/x.txt"],
+     "the following arguments are required: --num_examples"),
     # --- inspect_checkpoint
     ("inspect_missing", "inspect_checkpoint", lambda w, out: [f"{out}/nothing"], "nothing"),
     ("inspect_damaged", "inspect_checkpoint", lambda w, out: [w["damaged"]], "damaged"),
     ("inspect_a_file", "inspect_checkpoint", lambda w, out: [w["a_file"]], "a_file"),
+    ("inspect_empty_directory", "inspect_checkpoint", lambda w, out: [w["empty_dir"]],
+     "empty_dir holds no checkpoint"),
+    ("inspect_flag_typo", "inspect_checkpoint", lambda w, out: [w["trained"], "--jsn"],
+     "unrecognized arguments: --jsn"),
     # --- report
     ("report_missing_run", "report",
      lambda w, out: [f"{w['base']}/no_run", f"--output_dir={out}"], "no_run does not exist"),
+    ("report_not_a_run", "report",
+     lambda w, out: [os.path.dirname(w["stats"]), f"--output_dir={out}"], "no run.json"),
+    ("report_bad_label", "report",
+     lambda w, out: [w["trained"], "--label=nolabel", f"--output_dir={out}"],
+     "--label 'nolabel' is not RUN_DIR=LABEL"),
+    ("report_output_under_a_file", "report",
+     lambda w, out: [w["trained"], "--metrics=eval:accuracy", f"--output_dir={w['a_file']}/out"],
+     "a_file is a file"),
     # --- stats_init
     ("stats_init_missing_source", "stats_init",
      lambda w, out: [f"--checkpoint={w['base']}/no_checkpoint",
@@ -288,13 +415,61 @@ CASES = [
     ("stats_init_garbage_stats", "stats_init",
      lambda w, out: [f"--checkpoint={w['garbage_stats']}", f"--output_dir={out}",
                      "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL], "garbage.json"),
+    ("stats_init_no_output_dir", "stats_init",
+     lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scale",
+                     "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL], "--output_dir is required"),
+    ("stats_init_output_holds_a_checkpoint", "stats_init",
+     lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scale",
+                     f"--output_dir={w['trained']}/checkpoint_2",
+                     "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL], "already holds"),
+    ("stats_init_output_under_a_file", "stats_init",
+     lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scale",
+                     f"--output_dir={w['a_file']}/out", "--gin_file=gin/models/t5_1_0/cpu.gin",
+                     *TOY_MODEL], "a_file is a file"),
+    ("stats_init_set_malformed", "stats_init",
+     lambda w, out: ["--set=pre_attn_ln", f"--output_dir={out}",
+                     "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL],
+     "--set expects NAME=NUMBER, got 'pre_attn_ln'"),
+    ("stats_init_seed_not_a_number", "stats_init",
+     lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scale",
+                     f"--output_dir={out}", "--seed=x", "--gin_file=gin/models/t5_1_0/cpu.gin",
+                     *TOY_MODEL], "argument --seed: invalid int value: 'x'"),
     ("stats_init_unknown_scheme", "stats_init",
      lambda w, out: [f"--checkpoint={w['trained']}", "--scheme=per_param_grouping___init_scal",
                      f"--output_dir={out}", "--gin_file=gin/models/t5_1_0/cpu.gin", *TOY_MODEL],
      "per_param_grouping___init_scale"),
+    # --- precompile
+    ("precompile_unknown_topology", "precompile",
+     lambda w, out: ["--gin_file=gin/models/t5_1_0/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
+                     "--topology=v9-8", f"--output={out}"], "--topology='v9-8' is not a known"),
+    ("precompile_no_topology", "precompile",
+     lambda w, out: ["--gin_file=gin/models/t5_1_0/tiny.gin", "--gin_file=gin/runs/pretrain.gin",
+                     f"--output={out}"], "the following arguments are required: --topology"),
     # --- tasks
     ("tasks_unknown", "tasks", lambda w, out: ["--task=toy_revers", "--module=toy_tasks"],
      "toy_reverse"),
+    ("tasks_unknown_module", "tasks", lambda w, out: ["--module=no_such_module_xyz"],
+     "no_such_module_xyz' cannot be imported"),
+    # --- export_hf
+    ("export_hf_output_not_empty", "export_hf",
+     lambda w, out: _export_hf_args(w, w["trained"]), "is not empty"),
+    ("export_hf_output_under_a_file", "export_hf",
+     lambda w, out: _export_hf_args(w, f"{w['a_file']}/hf"), "a_file is a file"),
+    ("export_hf_missing_checkpoint", "export_hf",
+     lambda w, out: _export_hf_args(w, out, checkpoint=f"{w['base']}/nothing_here"),
+     "No checkpoint at"),
+    ("export_hf_other_architecture", "export_hf", lambda w, out: _export_hf_args(w, out, model=[]),
+     "another architecture"),
+    ("export_hf_no_gin_file", "export_hf",
+     lambda w, out: [f"--checkpoint={w['trained']}", f"--output_dir={out}"],
+     "Give the model with --gin_file"),
+    ("export_hf_bad_dtype", "export_hf", lambda w, out: _export_hf_args(w, out, "--dtype=float16"),
+     "argument --dtype: invalid choice: 'float16'"),
+    # --- position_split
+    ("position_split_not_a_run", "position_split",
+     lambda w, out: [os.path.dirname(w["stats"])], "has no run.json: not a training run"),
+    ("position_split_missing_step", "position_split", lambda w, out: [w["trained"], "--step=999"],
+     "No checkpoint at"),
 ]
 
 
@@ -376,7 +551,8 @@ def test_huge_line_is_refused_before_parsing_and_never_echoed_whole(tmp_path):
   assert "line 1 is longer than 1048576 bytes" in message and len(message) < 600, message[:600]
 
 
-# One bad input per binary in a truly fresh `python -m` process: the imports print nothing.
+# One bad input per binary (every one of BINARIES) in a truly fresh `python -m` process: the
+# imports print nothing.
 FRESH = [
     ("train", lambda t: _train_args(str(t / "out"), lengths="{'inputs': -5, 'targets': 12}"),
      "error: TASK_FEATURE_LENGTHS['inputs'] must be a positive integer, got -5 "
@@ -396,11 +572,16 @@ FRESH = [
     ("precompile", lambda t: ["--gin_file=gin/models/t5_1_0/tiny.gin",
                               "--gin_file=gin/runs/no_such.gin", "--topology=v4-8",
                               f"--output={t}/out"], "no_such.gin"),
+    ("tasks", lambda t: ["--task=sett"], "Did you mean 'set'"),
+    ("export_hf", lambda t: [f"--checkpoint={t}/nothing", f"--output_dir={t}/out",
+                             "--gin_file=gin/models/t5_1_0/tiny.gin"], "No checkpoint at"),
+    ("position_split", lambda t: [f"{t}/out"], "has no run.json"),
 ]
 
 
 def test_fresh_processes_print_one_line(tmp_path):
   """Raw stderr of `python -m synthetic_pretraining.<binary>`, imports included: one line."""
+  assert sorted(b for b, *_ in FRESH) == sorted(BINARIES)
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   env.update(_env())
   started = []

@@ -1,5 +1,6 @@
 """Real multi-process runs: 2 processes x 4 CPU devices on 127.0.0.1, started as the README says."""
 import os
+import re
 import signal
 import time
 
@@ -63,7 +64,10 @@ def test_two_processes_train_like_one(runs):
   _, params_one = inspect_checkpoint.load(orbax_format.step_dir(one, STEPS))
   for (name_two, x), (name_one, y) in zip(params_two, params_one):
     assert name_two == name_one
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name_two)
+    # Equal up to summation order: the all-reduce of 2 x 4 adds the same terms in another order,
+    # and a few optimizer steps carry the rounding on (1.6e-6 seen on an embedding of scale 3).
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=2e-6 * max(1.0, np.abs(y).max()),
+                               err_msg=name_two)
 
 
 def _wait_for_step(proc, step: int) -> None:
@@ -88,6 +92,49 @@ def test_a_dead_process_takes_its_peer_down_within_the_heartbeat(victim):
   assert rc != 0
   assert "another task died" in err or "unhealthy" in err, err[-3000:]
   assert waited < heartbeat + 15
+
+
+# Our log lines (`startup.configure_logging`): a timestamp, a level, the message.
+_OUR_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_peer_killed_mid_training_ends_the_survivor_in_one_line(tmp_path, victim):
+  """`python -m synthetic_pretraining.train` on 2 processes x 4 devices; once both train (process
+  0 has logged step 2, and every step is a collective of both), one gets SIGKILL. The survivor
+  stops within the heartbeat, and its raw stderr holds, besides our log lines of the steps
+  before, exactly one line: ours, naming JAX_HEARTBEAT_TIMEOUT_SECONDS."""
+  heartbeat = 5
+  model_dir = str(tmp_path / "run")
+  args = toy_run.args(model_dir, 100000, "--gin.LOG_PERIOD=1", "--gin.EVAL_PERIOD=100000",
+                      "--gin.CHECKPOINT_PERIOD=100000")
+  procs = launch(["-m", "synthetic_pretraining.train", *args], processes=2, devices=4,
+                 JAX_HEARTBEAT_TIMEOUT_SECONDS=heartbeat)
+  try:
+    deadline = time.time() + 600
+    while not [r for r in metric_records(model_dir, "train") if r["step"] >= 2]:
+      assert time.time() < deadline and all(p.poll() is None for p in procs), [
+          p.communicate(timeout=60)[1][-3000:] for p in procs if p.poll() is not None]
+      time.sleep(0.2)
+    procs[victim].kill()
+    killed = time.time()
+    survivor = procs[1 - victim]
+    _, err = survivor.communicate(timeout=heartbeat + 115)
+    waited = time.time() - killed
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+      p.communicate()
+  print(f"process {victim} killed: the survivor exited with {survivor.returncode} after "
+        f"{waited:.1f} s (JAX_HEARTBEAT_TIMEOUT_SECONDS={heartbeat})")
+  ours = [line for line in err.splitlines() if not _OUR_LOG_LINE.match(line)]
+  assert survivor.returncode != 0, err[-3000:]
+  assert len(ours) == 1, err[-3000:]
+  assert ours[0].startswith("error: another process of this run died") and (
+      f"JAX_HEARTBEAT_TIMEOUT_SECONDS={heartbeat} s" in ours[0]), err[-3000:]
+  assert err.splitlines()[-1] == ours[0], err[-3000:]
+  assert waited < heartbeat + 60, waited
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

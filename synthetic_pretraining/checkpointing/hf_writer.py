@@ -24,11 +24,18 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS = "special_tokens_map.json"
 
 
-def _check_output(output_dir: str) -> None:
-  for name in (hf_format.CONFIG, hf_format.SAFETENSORS):
-    if paths.exists(paths.join(output_dir, name)):
-      raise errors.OutputExistsError(f"{output_dir} already holds {name}; choose another "
-                                     "--output_dir.")
+def check_output(output_dir: paths.PathLike) -> None:
+  """`output_dir` is new or an empty directory that can be written (an export is never mixed
+  into a folder holding other files, such as a run directory or an earlier export)."""
+  paths.check_writable_dir(output_dir, "--output_dir")
+  output_dir = paths.as_str(output_dir).rstrip("/")
+  if not paths.isdir(output_dir):
+    return
+  held = sorted(paths.listdir(output_dir))
+  if held:
+    raise errors.OutputExistsError(
+        f"--output_dir={output_dir} is not empty (it holds {errors.listing(held, 5)}); choose a "
+        "new or empty directory.")
 
 
 def write_tokenizer(output_dir: str, vocabulary: Any) -> Optional[str]:
@@ -62,7 +69,7 @@ def write(output_dir: paths.PathLike, arch: hf_format.Architecture,
   """Writes a transformers T5 directory; returns its path.
 
   Args:
-    output_dir: local or gs:// directory (must not hold an export already).
+    output_dir: local or gs:// directory, new or empty (`check_output`).
     arch: the model's architecture (`hf_format.Architecture`).
     get: `get(t5x_name)` -> the parameter as a host array (called once per parameter, in order,
       so a caller may read each from its checkpoint only when asked).
@@ -71,7 +78,7 @@ def write(output_dir: paths.PathLike, arch: hf_format.Architecture,
     dtype: the stored dtype (default: each parameter's own).
   """
   output_dir = paths.as_str(output_dir).rstrip("/")
-  _check_output(output_dir)
+  check_output(output_dir)
   paths.makedirs(output_dir)
   config = hf_format.config_for(arch, dropout_rate)  # refuses activations transformers lacks
   entries = hf_format.name_map(arch)

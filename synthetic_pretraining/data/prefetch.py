@@ -19,6 +19,7 @@ from synthetic_pretraining import paths
 
 PENDING_SUFFIX = ".pending.npz"
 _END = object()
+_NOTHING = object()
 
 
 class DevicePrefetcher:
@@ -43,6 +44,7 @@ class DevicePrefetcher:
     self._pending: List[Dict[str, np.ndarray]] = []  # taken from the host, not yet handed out
     self._restored: List[Dict[str, np.ndarray]] = []  # pending batches of a restored checkpoint
     self._thread = None
+    self._peeked = _NOTHING  # the first batch, taken off the queue by `peek`
     self._stop = threading.Event()
     self._wait_seconds = 0.0
     self._window_start = time.perf_counter()
@@ -53,11 +55,8 @@ class DevicePrefetcher:
     return self
 
   def __next__(self):
-    if self._thread is None:
-      self._thread = threading.Thread(target=self._produce, name="device-prefetch", daemon=True)
-      self._thread.start()
     start = time.perf_counter()
-    item = self._ready.get()
+    item, self._peeked = self._get() if self._peeked is _NOTHING else self._peeked, _NOTHING
     if item is _END:
       self._ready.put(_END)  # later calls end too
       raise StopIteration
@@ -68,6 +67,21 @@ class DevicePrefetcher:
       self._pending.pop(0)
     self._wait_seconds += time.perf_counter() - start
     return item
+
+  def peek(self) -> None:
+    """Waits until the first batch is ready, without handing it out: an error of the input
+    pipeline's first batches (a malformed line of a task file) is raised here, so a run can
+    check its data before it creates anything. Call before the first batch (after `restore`)."""
+    if self._peeked is _NOTHING:
+      self._peeked = self._get()
+    if isinstance(self._peeked, BaseException):
+      raise self._peeked
+
+  def _get(self):
+    if self._thread is None:
+      self._thread = threading.Thread(target=self._produce, name="device-prefetch", daemon=True)
+      self._thread.start()
+    return self._ready.get()
 
   def _produce(self) -> None:
     try:

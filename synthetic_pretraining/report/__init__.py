@@ -15,7 +15,6 @@ learning curves. A run's method is its run.json label, else derived from its ini
 (random, the source checkpoint's task, `stats:<scheme>(<source task>)`). Writes report.md,
 report.csv and report.png to --output_dir.
 """
-import argparse
 import sys
 
 from synthetic_pretraining import cli
@@ -88,8 +87,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-  p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.report",
-                              description=__doc__.split("\n")[0])
+  p = cli.ArgumentParser(prog="python -m synthetic_pretraining.report",
+                         description=__doc__.split("\n")[0])
   p.add_argument("runs", nargs="+", help="finetuning MODEL_DIRs")
   p.add_argument("--pretrain", action="append", default=[], help="a pre-training MODEL_DIR")
   p.add_argument("--output_dir", default=".")
@@ -101,6 +100,7 @@ def _main(argv) -> int:
   p.add_argument("--label", action="append", default=[], metavar="RUN_DIR=LABEL",
                  help="method of a run (overrides its run.json); repeatable")
   args = p.parse_args(argv)
+  paths.check_writable_dir(args.output_dir, "--output_dir")  # before the runs are read
   metrics = [None if m == "default" else m for m in args.metrics.split(",") if m]
   labels = {}
   for item in args.label:

@@ -14,7 +14,6 @@ by default OUTPUT_DIR/stats.json. `--list_schemes` prints the valid schemes.
 `--output_format=t5x` writes OUTPUT_DIR/checkpoint_0 in t5x's layout instead, for t5x's own
 INITIAL_CHECKPOINT_PATH (docs/t5x.md).
 """
-import argparse
 import dataclasses
 import logging
 import sys
@@ -41,9 +40,9 @@ from synthetic_pretraining.stats_init import transform
 from synthetic_pretraining.stats_init.errors import StatsInitError
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m synthetic_pretraining.stats_init",
-                              description=__doc__.split("\n")[0])
+def _parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog="python -m synthetic_pretraining.stats_init",
+                         description=__doc__.split("\n")[0])
   p.add_argument("--checkpoint", help="statistics source (checkpoint, t5x checkpoint, stats.json)")
   p.add_argument("--stats_file", help="a stats.json to re-create an initialisation from")
   p.add_argument("--scheme", help="init_id, e.g. per_param_grouping___init_scale")
@@ -96,6 +95,9 @@ def run(args, gin_files, bindings) -> str:
     raise StatsInitError(f"--scheme is required; one of: {', '.join(procedures.scheme_names())}.")
   if not args.output_dir:
     raise StatsInitError("--output_dir is required.")
+  paths.check_writable_dir(args.output_dir, "--output_dir")
+  if args.stats_out:
+    paths.check_writable_dir(paths.as_path(args.stats_out).parent, "--stats_out's folder")
   if paths.exists(paths.join(args.output_dir, "params")):
     raise errors.OutputExistsError(f"{args.output_dir} already holds a checkpoint; choose an empty directory.")
   if paths.exists(paths.join(t5x_writer.checkpoint_dir(args.output_dir), "checkpoint")):

@@ -8,6 +8,7 @@ import gin
 import jax
 import numpy as np
 
+from synthetic_pretraining import errors
 from synthetic_pretraining.checkpointing import resolver
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.model import models
@@ -70,7 +71,8 @@ def evaluate(trainer: compiled_steps.Trainer, params, cfg: pipeline.DatasetConfi
                  cfg.batch_size, cfg.mixture_or_task_name, cfg.split,
                  " (the first batches: EVAL_STEPS)" if max_batches else " (the whole split)")
   if total is None:
-    raise ValueError(f"The {cfg.split!r} split of {cfg.mixture_or_task_name!r} is empty.")
+    raise errors.UsageError(f"The {cfg.split!r} split of {cfg.mixture_or_task_name!r} is empty: "
+                            "nothing to evaluate.")
   pipeline.log_truncation(counter, cfg.split, set())
   return models.summarize_metrics(jax.device_get(total))
 
@@ -83,6 +85,7 @@ def evaluate_checkpoint(*, model: models.EncoderDecoderModel = gin.REQUIRED,
                         partitioner: Optional[partitioning.PjitPartitioner] = None,
                         eval_steps: Optional[int] = None, seed: int = 42) -> Dict[str, float]:
   """Teacher-forced metrics of one checkpoint on a split, written to `output_dir` (eval.gin)."""
+  preflight.check_count(eval_steps, "EVAL_STEPS", allow_none=True)
   partitioner = partitioner or partitioning.PjitPartitioner()
   trainer = compiled_steps.Trainer(model, partitioner, optimizer=None, seed=seed)
   found = preflight.check_run(partitioner=partitioner, datasets=(dataset_cfg,),

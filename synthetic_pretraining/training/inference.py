@@ -17,6 +17,7 @@ import numpy as np
 import seqio
 from jax.experimental import multihost_utils
 
+from synthetic_pretraining import errors
 from synthetic_pretraining.checkpointing import resolver
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.training import metrics_writer
@@ -54,6 +55,16 @@ class InferenceConfig:
   max_decode_length: Optional[int] = None
   max_examples: Optional[int] = None
   module: Optional[str] = None
+
+
+def check_config(cfg: InferenceConfig, partitioner: partitioning.PjitPartitioner) -> None:
+  """The numbers of `cfg` are in range and its batch splits over the mesh (one line each)."""
+  from synthetic_pretraining.training import preflight  # pylint: disable=import-outside-toplevel
+  preflight.check_count(cfg.batch_size, "BATCH_SIZE")
+  pipeline.check_batch_size(cfg, partitioner)
+  preflight.check_count(cfg.num_decodes, "NUM_DECODES")
+  preflight.check_count(cfg.max_decode_length, "MAX_DECODE_LENGTH", allow_none=True)
+  preflight.check_count(cfg.max_examples, "EVALUATOR_NUM_EXAMPLES", allow_none=True)
 
 
 def _read_examples(task: seqio.Task, cfg: InferenceConfig) -> List[dict]:
@@ -155,7 +166,8 @@ class InferenceEvaluator:
     for task in seqio.get_subtasks(mixture_or_task):
       examples = _read_examples(task, cfg)
       if not examples:
-        raise ValueError(f"The {cfg.split!r} split of task {task.name!r} has no examples.")
+        raise errors.UsageError(f"The {cfg.split!r} split of task {task.name!r} has no "
+                                "examples: nothing to decode.")
       eos_id = task.output_features["targets"].vocabulary.eos_id
       self.tasks.append((task, examples, Decoder(model, partitioner, cfg, param_shardings, eos_id)))
 
@@ -217,6 +229,7 @@ def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: 
   abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
   from synthetic_pretraining.training import preflight  # pylint: disable=import-outside-toplevel
   pipeline.check_feature_lengths(inference_cfg.task_feature_lengths)
+  check_config(inference_cfg, partitioner)
   preflight.check_task_split(inference_cfg.mixture_or_task_name, inference_cfg.module,
                              inference_cfg.split)
   preflight.check_run(partitioner=partitioner, output_dirs=[(output_dir, "INFER_OUTPUT_DIR")],

@@ -5,7 +5,6 @@ Each check raises a one-line user error (an `errors.UsageError`: `errors.Missing
 expected; `cli.run` prints it. Binaries call `check_run` before their first write.
 """
 import logging
-import os
 from typing import Iterable, Optional
 
 from synthetic_pretraining import errors
@@ -45,23 +44,9 @@ def check_task_split(name: str, module, split: str, after_lookup=None) -> None:
 
 
 def check_writable(path: paths.PathLike, flag: str) -> None:
-  """`path` is a directory that exists or can be created by this user (local paths only).
-
-  Object stores are not probed: a write there would be the only test, and it would create files.
-  """
-  paths.check_scheme(path, flag)
-  if paths.is_remote(path):
-    return
-  target = paths.as_str(path)
-  if os.path.exists(target) and not os.path.isdir(target):
-    raise errors.UsageError(f"{flag}={target} cannot be used: it is a file, not a directory.")
-  existing = target
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise errors.UsageError(f"{flag}={target} cannot be created: {existing} is a file.")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise errors.UsageError(f"{flag}={target} cannot be written: no write permission on {existing}.")
+  """`path` is a directory that exists or can be created by this user (local paths only:
+  `paths.check_writable_dir`)."""
+  paths.check_writable_dir(path, flag)
 
 
 def check_initial_checkpoint(path: Optional[str], abstract_params, flag: str,

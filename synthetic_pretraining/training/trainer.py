@@ -134,6 +134,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   check_settings(total_steps=total_steps, seed=seed, log_period=log_period, eval_cfg=eval_cfg,
                  checkpoint_cfg=checkpoint_cfg, init_cfg=init_cfg)
   partitioner = partitioner or partitioning.PjitPartitioner()
+  if infer_eval_cfg is not None:
+    inference.check_config(infer_eval_cfg, partitioner)
   preflight.check_writable(model_dir, "MODEL_DIR")  # before the path is used at all
   model_dir = paths.as_str(model_dir)
   resuming = bool(orbax_format.checkpoint_steps(model_dir))
@@ -147,10 +149,15 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   check_initializer = getattr(init_cfg.param_initializer, "check", None)
   if check_initializer is not None and not resuming:  # e.g. a stats.json that does not fit
     check_initializer(abstract_params)
+  batches = train_batches(train_dataset_cfg, seed, partitioner)
+  if not resuming:
+    # The first batches are read now: a data error the preflight could not see (a malformed
+    # line past the head of a task file) ends here, before MODEL_DIR is created.
+    batches[0].peek()
   run_lock.acquire(model_dir)  # one writer per MODEL_DIR (process 0); freed when the binary ends
   run = TrainingRun(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg, partitioner,
                     model_dir, total_steps, seed, eval_cfg, checkpoint_cfg, init_cfg,
-                    initial_checkpoint)
+                    initial_checkpoint, batches=batches)
   due_actions = actions_lib.builtin_actions(run, log_period=log_period, extra=actions)
   try:
     with interrupts.stop_requests() as stops:
@@ -183,6 +190,18 @@ def check_settings(*, total_steps, seed, log_period, eval_cfg: EvalConfig,
                             f"got {init_cfg.checkpoint_load!r}.")
 
 
+def train_batches(cfg: pipeline.DatasetConfig, seed: int, partitioner):
+  """(the training batches: a `prefetch.DevicePrefetcher` of global batches whose position is
+  saved with each checkpoint, the `pipeline.TruncationCounter` of its examples)."""
+  counter = pipeline.TruncationCounter(cfg.task_feature_lengths)
+  # Batches go to the devices in a background thread; the saved position stays the step's.
+  iterator = prefetch.DevicePrefetcher(
+      pipeline.CheckpointableIterator(pipeline.build_dataset(
+          cfg, seed=seed, shard_info=pipeline.shard_info(), num_epochs=None, counter=counter)),
+      lambda batch: pipeline.to_global_batch(batch, partitioner))
+  return iterator, counter
+
+
 class TrainingRun:
   """The state of one `train` call and its built-in actions (the loop itself is in `train`).
 
@@ -193,7 +212,8 @@ class TrainingRun:
   def __init__(self, model, train_cfg: pipeline.DatasetConfig, eval_dataset_cfg, infer_eval_cfg,
                partitioner, model_dir: str, total_steps: int, seed: int, eval_cfg: EvalConfig,
                checkpoint_cfg: CheckpointConfig, init_cfg: InitConfig,
-               initial_checkpoint: Optional[resolver.ResolvedCheckpoint] = None):
+               initial_checkpoint: Optional[resolver.ResolvedCheckpoint] = None,
+               batches=None):
     self.model, self.train_cfg, self.model_dir, self.seed = model, train_cfg, model_dir, seed
     self.eval_dataset_cfg, self.infer_eval_cfg = eval_dataset_cfg, infer_eval_cfg
     self.eval_cfg, self.checkpoint_cfg = eval_cfg, checkpoint_cfg
@@ -204,13 +224,7 @@ class TrainingRun:
                                                  restore_fallback=checkpoint_cfg.restore_fallback)
     self.writer = metrics_writer.MetricsWriter(model_dir)
     self.meta = {"model": dataclasses.asdict(model.config), "seed": seed}
-    self.counter = pipeline.TruncationCounter(train_cfg.task_feature_lengths)
-    # Batches go to the devices in a background thread; the saved position stays the step's.
-    self.iterator = prefetch.DevicePrefetcher(
-        pipeline.CheckpointableIterator(pipeline.build_dataset(
-            train_cfg, seed=seed, shard_info=pipeline.shard_info(), num_epochs=None,
-            counter=self.counter)),
-        lambda batch: pipeline.to_global_batch(batch, partitioner))
+    self.iterator, self.counter = batches or train_batches(train_cfg, seed, partitioner)
     self.state = _initial_state(self.trainer, self.ckpts, model_dir, self.iterator, init_cfg,
                                 initial_checkpoint)
     self.writer.truncate_after(self.state.step)  # one metrics.jsonl record per step on resume
