@@ -148,7 +148,7 @@ _SIGNAL_AT = textwrap.dedent("""
     import os, signal, sys
     from synthetic_pretraining import train
     from synthetic_pretraining.checkpointing import orbax_format
-    from synthetic_pretraining.data import pipeline
+    from synthetic_pretraining.data import prefetch
     from synthetic_pretraining.training import evaluation
     from synthetic_pretraining.training import compiled_steps
     point, signame, at = sys.argv[1], sys.argv[2], 4
@@ -169,8 +169,8 @@ _SIGNAL_AT = textwrap.dedent("""
           send()
         return fn(*args, **kwargs)
       return wrapped
-    if point == "batch_taken":
-      pipeline.CheckpointableIterator.__next__ = after(pipeline.CheckpointableIterator.__next__)
+    if point == "batch_taken":  # the loop takes its batch (the prefetch thread reads ahead)
+      prefetch.DevicePrefetcher.__next__ = after(prefetch.DevicePrefetcher.__next__)
     elif point == "step_done":
       compiled_steps.Trainer.train_step = after(compiled_steps.Trainer.train_step)
     elif point == "saving":

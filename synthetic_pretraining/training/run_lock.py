@@ -131,7 +131,20 @@ class RunLock:
       f.write(content)
     return True
 
+  def _in_use(self, record: dict) -> "RunLockError":
+    return RunLockError(
+        f"MODEL_DIR {self.model_dir} is in use by {self._describe(record)}; wait for that run "
+        f"to end or choose another MODEL_DIR (delete {self.path} only if that run is gone).")
+
   # ------------------------------------------------------------------ public
+  def check_free(self) -> None:
+    """Raises `RunLockError` if a live run (not an earlier one of this process) holds the lock;
+    reads only, so a run can refuse before it reads its data or creates anything."""
+    record = self.read()
+    if record and record.get("token") not in {l.token for l in _held} and \
+        self.stale_reason(record) is None:
+      raise self._in_use(record)
+
   def acquire(self) -> "RunLock":
     """Takes the lock, taking over a stale one; raises `RunLockError` if a live run holds it."""
     for _ in range(3):  # a takeover can race with another run's; retry a little
@@ -153,9 +166,7 @@ class RunLock:
         continue
       reason = self.stale_reason(record)
       if reason is None:
-        raise RunLockError(
-            f"MODEL_DIR {self.model_dir} is in use by {self._describe(record)}; wait for that run "
-            f"to end or choose another MODEL_DIR (delete {self.path} only if that run is gone).")
+        raise self._in_use(record)
       logging.warning("Taking over the stale lock of MODEL_DIR %s: %s.", self.model_dir, reason)
       if self.read() == record:  # still the same stale owner: remove it
         try:
@@ -220,6 +231,13 @@ def _mtime(path: str) -> float:
     return paths.as_path(path).stat().mtime
   except (OSError, AttributeError):
     return 0.0
+
+
+def check_free(model_dir: paths.PathLike, **kwargs) -> None:
+  """Process 0 refuses a MODEL_DIR that a live run holds (`RunLock.check_free`); creates nothing."""
+  import jax  # pylint: disable=import-outside-toplevel
+  if jax.process_index() == 0:
+    RunLock(model_dir, **kwargs).check_free()
 
 
 def acquire(model_dir: paths.PathLike, **kwargs) -> Optional[RunLock]:

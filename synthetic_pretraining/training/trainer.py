@@ -149,6 +149,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   check_initializer = getattr(init_cfg.param_initializer, "check", None)
   if check_initializer is not None and not resuming:  # e.g. a stats.json that does not fit
     check_initializer(abstract_params)
+  run_lock.check_free(model_dir)  # a MODEL_DIR in use is refused before any data is read
   batches = train_batches(train_dataset_cfg, seed, partitioner)
   if not resuming:
     # The first batches are read now: a data error the preflight could not see (a malformed
