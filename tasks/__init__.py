@@ -12,8 +12,10 @@ import gin
 
 # Our modules declare gin configurables, which gin refuses once its config is locked.
 with gin.unlock_config():
-  # The synthetic pre-training tasks, the paper's downstream tasks, and those on shipped data
-  # (squad_offline, natural_text).
+  # The synthetic pre-training tasks, the formal-language and procedural generators (dyck,
+  # shuffle_dyck, cellular_automaton, ...), the paper's downstream tasks, and those on shipped
+  # data (squad_offline, natural_text).
   from synthetic_pretraining.tasks import synthetic  # noqa: F401
+  from synthetic_pretraining.tasks import formal  # noqa: F401
   from synthetic_pretraining.tasks import natural  # noqa: F401
   from synthetic_pretraining.tasks import offline  # noqa: F401

@@ -328,7 +328,12 @@ def prefix_ids(task: SimpleTask, space: TokenSpace) -> List[int]:
   """The encoded task name and extra_id_0, or nothing for tasks without a prefix."""
   if task.prefix is None:
     return []
-  return [int(t) for t in space.encode(task.prefix)] + [space.task_name_divider]
+  return name_prefix_ids(task.prefix, space)
+
+
+def name_prefix_ids(text: str, space: TokenSpace) -> List[int]:
+  """`text` encoded by the vocabulary, then extra_id_0: the prefix of a task's inputs."""
+  return [int(t) for t in space.encode(text)] + [space.task_name_divider]
 
 
 # (SeqIO id, the authors' internal name, sampler, target), in the authors' order.

@@ -104,6 +104,10 @@ class SyntheticSource(seqio.DataSource):
       when a dataset is built).
     config: returns the gin-dependent settings of `build` (anything hashable), so that a change
       of bindings builds a new generator.
+    key_feature: the feature that must differ between train and validation examples, and that
+      is distinct within the validation split (default: inputs if there are inputs); language-
+      model tasks whose inputs are a fixed prefix use 'targets'.
+    description: the task's one-line description in `python -m synthetic_pretraining.tasks`.
   """
 
   def __init__(self, name: str, build: Callable[[common.TokenSpace], Generator], *,
@@ -111,7 +115,8 @@ class SyntheticSource(seqio.DataSource):
                length_range: Optional[Tuple[int, int]] = None,
                validation_size: Optional[int] = None, train_size: Optional[int] = None,
                vocabulary: Optional[seqio.Vocabulary] = None,
-               config: Optional[Callable[[], Any]] = None):
+               config: Optional[Callable[[], Any]] = None, key_feature: Optional[str] = None,
+               description: Optional[str] = None):
     super().__init__(splits=("train", "validation"), caching_permitted=False,
                      performs_internal_shuffling=True)
     self.name = name
@@ -124,7 +129,10 @@ class SyntheticSource(seqio.DataSource):
     self._train_size = train_size
     self._vocabulary = vocabulary
     self._config = config or (lambda: None)
-    self._key_feature = "inputs" if "inputs" in self.features else self.features[0]
+    if key_feature is not None and key_feature not in self.features:
+      raise ValueError(f"key_feature {key_feature!r} is not one of the features {self.features}.")
+    self._key_feature = key_feature or ("inputs" if "inputs" in self.features else self.features[0])
+    self.description = description
     self._states: Dict[Tuple, _State] = {}
     self._lock = threading.Lock()
 
@@ -208,7 +216,8 @@ class SyntheticSource(seqio.DataSource):
     return self._draw(state, self._rng(state), _as_seed(seed), split, index, attempt)
 
   def membership_key(self, example: Mapping[str, Any]):
-    """The value that must differ between train and validation examples (their input)."""
+    """The value that must differ between train and validation examples (their input, or the
+    source's `key_feature`)."""
     value = example[self._key_feature]
     return value if isinstance(value, str) else tuple(value)
 
