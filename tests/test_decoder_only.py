@@ -521,3 +521,29 @@ def test_statistics_only_init_of_a_decoder_only_model_from_a_decoder_only_checkp
   # init_scale: layer norms become their group's mean (3 * N(0, 1) + 0.5 pooled over layers).
   norms = [np.asarray(new[f"decoder/layers_{i}/pre_mlp_layer_norm/scale"]) for i in range(3)]
   assert all(np.all(n == norms[0].ravel()[0]) for n in norms)
+
+
+def test_export_hf_refuses_a_decoder_only_model_in_one_line(tmp_path):
+  from synthetic_pretraining import errors  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import export_hf  # pylint: disable=import-outside-toplevel
+  with pytest.raises(errors.UsageError, match="decoder-only model"):
+    export_hf.export(str(tmp_path / "missing"), str(tmp_path / "out"),
+                     ["gin/models/decoder_only/tiny.gin"])
+  assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("size,count", [("tiny", 258_472), ("cpu", 934_656),
+                                        ("small", 35_330_816), ("base", 109_628_544)])
+def test_model_files_build_the_stated_parameter_counts(size, count):
+  import gin  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import gin_utils  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import resources  # pylint: disable=import-outside-toplevel
+  path = resources.path(f"gin/models/decoder_only/{size}.gin")
+  gin_utils.parse([path], [])
+  model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+  assert isinstance(model, models.DecoderOnlyModel) and model.inputs_bidirectional_attention
+  shapes = jax.eval_shape(model.init_params, jax.random.key(0))
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == count
+  assert f"{count:,}" in open(path).read()
+  assert gin.query_parameter("synthetic_pretraining.data.feature_converter.architecture") == (
+      "decoder_only")
