@@ -48,6 +48,13 @@ def export(checkpoint: str, output_dir: str, gin_files, bindings=(), dtype: str 
   hf_writer.check_output(output_dir)  # before the checkpoint is read
   gin.clear_config()
   gin_utils.parse(gin_files, bindings)
+  try:
+    named = gin.query_parameter("%MODEL").configurable.name
+  except (ValueError, AttributeError):
+    named = None
+  if named == "DecoderOnlyModel":
+    raise errors.UsageError("export_hf writes transformers' T5 encoder-decoder; the gin files name "
+                            "a decoder-only model (docs/decoder_only.md), which it cannot export.")
   model = models.EncoderDecoderModel()
   found = resolver.resolve(checkpoint)
   source = found.source

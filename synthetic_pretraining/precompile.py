@@ -139,8 +139,21 @@ _INPUT_BINDINGS = ("precompile_inputs.model = %MODEL", "precompile_inputs.batch_
                    "precompile_inputs.task_feature_lengths = %TASK_FEATURE_LENGTHS")
 
 
-def abstract_batch(batch_size: int, lengths: Dict[str, int], pack: bool, partitioner):
-  """ShapeDtypeStructs of an encoder-decoder batch as seqio's feature converter makes it."""
+def abstract_batch(batch_size: int, lengths: Dict[str, int], pack: bool, partitioner,
+                   decoder_only: bool = False):
+  """ShapeDtypeStructs of a batch as seqio's feature converter makes it: encoder-decoder, or
+  with `decoder_only` a prefix LM's (one row of inputs + targets; `encoder_input_tokens`, the
+  prefix that decoding reads, comes along)."""
+  if decoder_only:
+    row = lengths["inputs"] + lengths["targets"]
+    features = {"decoder_input_tokens": row, "decoder_target_tokens": row,
+                "decoder_loss_weights": row, "decoder_causal_attention": row}
+    if pack:
+      features.update({"decoder_segment_ids": row, "decoder_positions": row})
+    features["encoder_input_tokens"] = lengths["inputs"]
+    return {name: jax.ShapeDtypeStruct((batch_size, length), jnp.int32,
+                                       sharding=partitioner.batch_sharding(2))
+            for name, length in features.items()}
   features = {"encoder_input_tokens": lengths["inputs"], "decoder_input_tokens": lengths["targets"],
               "decoder_target_tokens": lengths["targets"], "decoder_loss_weights": lengths["targets"]}
   if pack:
@@ -232,7 +245,9 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
                           f"{partitioner.num_partitions}.")
   trainer = compiled_steps.Trainer(model, partitioner,
                                optimizers.create_optimizer_and_schedule()[0], seed)
-  batch = abstract_batch(batch_size, lengths, pack, partitioner)
+  decoder_only = isinstance(model, models.DecoderOnlyModel)
+  batch = abstract_batch(batch_size, lengths, pack, partitioner, decoder_only)
+  prefix = batch.pop("encoder_input_tokens") if decoder_only else batch["encoder_input_tokens"]
   params_bytes = per_device_bytes(trainer.abstract_params)
   opt_bytes = per_device_bytes(trainer.abstract_opt_state)
   step = jax.ShapeDtypeStruct((), jnp.int32, sharding=partitioner.replicated())
@@ -243,7 +258,7 @@ def precompile(topology: str, *, hbm_bytes: Optional[int] = None, decode: bool =
   if decode:
     predict = inference.jit_predict_step(model, trainer.param_shardings,
                                          partitioner.batch_sharding(2), lengths["targets"])
-    lowered = predict.lower(trainer.abstract_params, batch["encoder_input_tokens"])
+    lowered = predict.lower(trainer.abstract_params, prefix)
     reports.append(_report("decode", lowered, params_bytes, 0, hbm))
   cfg = model.config
   return {

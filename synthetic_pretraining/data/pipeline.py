@@ -50,7 +50,8 @@ class DatasetConfig:
     batch_size: global batch size (all processes together).
     shuffle: shuffle the task's data (train).
     seed: data seed; None is the run's seed.
-    pack: pack several examples per row (seqio's encoder-decoder packing).
+    pack: pack several examples per row (seqio's packing of the model's features:
+      `feature_converter`).
     use_cached: read a SeqIO cache instead of running preprocessors.
     module: module to import first so that the task is registered (MIXTURE_OR_TASK_MODULE).
   """
@@ -101,6 +102,41 @@ def check_batch_size(cfg: "DatasetConfig", partitioner: partitioning.PjitPartiti
         f"({partitioner.mesh.devices.size} devices / num_partitions "
         f"{partitioner.num_partitions}) and the {jax.process_count()} process(es); use a "
         f"multiple of {int(np.lcm(data_parallel, jax.process_count()))}.")
+
+
+# The models' feature layouts (`feature_converter.architecture`).
+ARCHITECTURES = ("encoder_decoder", "decoder_only")
+
+
+@gin.configurable(module="synthetic_pretraining.data")
+def feature_converter(has_inputs: bool, pack: bool,
+                      architecture: str = "encoder_decoder") -> seqio.FeatureConverter:
+  """The seqio feature converter of the model's architecture (gin: `data.feature_converter`).
+
+  'encoder_decoder' (the default): seqio's `EncDecFeatureConverter` (`encoder_input_tokens`, ...).
+  'decoder_only' (gin/models/decoder_only/*.gin set it): a task with inputs becomes a prefix LM,
+  seqio's `PrefixLMFeatureConverter` (inputs then targets in one row of inputs + targets
+  positions, `decoder_causal_attention` on the inputs, loss weights on the targets only); a
+  targets-only task a causal LM, seqio's `LMFeatureConverter`. Both pack as seqio does.
+  """
+  if architecture not in ARCHITECTURES:
+    raise errors.UsageError(f"data.feature_converter.architecture={architecture!r}; expected one "
+                            f"of {', '.join(map(repr, ARCHITECTURES))}.")
+  if architecture == "encoder_decoder":
+    return seqio.EncDecFeatureConverter(pack=pack)
+  if has_inputs:
+    return seqio.PrefixLMFeatureConverter(pack=pack)
+  return seqio.LMFeatureConverter(pack=pack)
+
+
+def convert_features(ds: tf.data.Dataset, task, lengths: Mapping[str, int],
+                     pack: bool) -> tf.data.Dataset:
+  """`ds` (trimmed task examples) as model features of the configured `feature_converter`."""
+  has_inputs = "inputs" in task.output_features
+  converter = feature_converter(has_inputs, pack)
+  if isinstance(converter, seqio.LMFeatureConverter) and not has_inputs:
+    lengths = {"targets": lengths["targets"]}  # a causal LM has no inputs to size
+  return converter(ds, dict(lengths))
 
 
 class UnknownTaskError(errors.UsageError):
@@ -271,8 +307,7 @@ def build_dataset(cfg: DatasetConfig, *, seed: int, shard_info: seqio.ShardInfo,
   if counter is not None:
     ds = ds.map(counter.count)
   ds = ds.map(lambda ex: _trim(ex, cfg.task_feature_lengths, task.output_features))
-  converter = seqio.EncDecFeatureConverter(pack=cfg.pack)
-  ds = converter(ds, cfg.task_feature_lengths)
+  ds = convert_features(ds, task, cfg.task_feature_lengths, cfg.pack)
   if layout == "global" and processes > 1:
     ds = ds.batch(cfg.batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda batch: {k: v[process * rows:(process + 1) * rows] for k, v in batch.items()})

@@ -14,8 +14,13 @@ StepFn = Callable[[jax.Array, object], Tuple[jax.Array, object]]
 NEG_INF = -1.0e7
 
 
-def greedy(step_fn: StepFn, cache, batch_size: int, max_length: int, eos_id: int) -> jax.Array:
-  """Argmax decoding; returns [batch, max_length] token ids, 0 after each sequence's EOS."""
+def greedy(step_fn: StepFn, cache, batch_size: int, max_length: int, eos_id: int,
+           first_tokens=None) -> jax.Array:
+  """Argmax decoding; returns [batch, max_length] token ids, 0 after each sequence's EOS.
+
+  `first_tokens` [batch] is fed at the first step (default: BOS, id 0); a decoder-only model
+  feeds its prefix's last token there, after prefilling the cache with the rest.
+  """
 
   def cond(state):
     i, _, _, done = state
@@ -31,6 +36,8 @@ def greedy(step_fn: StepFn, cache, batch_size: int, max_length: int, eos_id: int
 
   # Column 0 holds the BOS (id 0) fed at the first step.
   tokens = jnp.zeros((batch_size, max_length + 1), jnp.int32)
+  if first_tokens is not None:
+    tokens = tokens.at[:, 0].set(jnp.asarray(first_tokens, jnp.int32))
   state = (jnp.array(0), tokens, cache, jnp.zeros((batch_size,), bool))
   _, tokens, _, _ = jax.lax.while_loop(cond, body, state)
   return tokens[:, 1:]
@@ -58,12 +65,17 @@ def _gather_cache(cache, indices, batch_size: int, beams: int):
 
 
 def beam_search(step_fn: StepFn, cache, batch_size: int, beams: int, max_length: int,
-                eos_id: int, alpha: float = 0.6) -> Tuple[jax.Array, jax.Array]:
+                eos_id: int, alpha: float = 0.6, first_tokens=None) -> Tuple[jax.Array, jax.Array]:
   """Beam search; `cache` is laid out for batch_size * beams rows.
+
+  `first_tokens` [batch * beams] is fed at the first step (default: BOS, id 0), as in `greedy`.
 
   Returns (sequences [batch, beams, max_length] best first, scores [batch, beams]).
   """
   live_seqs = jnp.zeros((batch_size, beams, max_length + 1), jnp.int32)
+  if first_tokens is not None:
+    live_seqs = live_seqs.at[:, :, 0].set(
+        jnp.asarray(first_tokens, jnp.int32).reshape(batch_size, beams))
   # Only the first beam is live at the start, so the first step does not pick duplicates.
   live_logp = jnp.tile(jnp.array([0.0] + [NEG_INF] * (beams - 1)), (batch_size, 1))
   finished_seqs = jnp.zeros_like(live_seqs)

@@ -22,3 +22,12 @@ def forward_flops(cfg: network.T5Config, batch: int, n_in: int, n_out: int) -> f
 def train_step_flops(cfg: network.T5Config, batch: int, n_in: int, n_out: int) -> float:
   """Matmul FLOPs of one train step (3x the forward pass)."""
   return 3 * forward_flops(cfg, batch, n_in, n_out)
+
+
+def decoder_only_forward_flops(cfg: network.T5Config, batch: int, length: int) -> float:
+  """Matmul FLOPs of one forward pass of a decoder-only model (`num_decoder_layers` layers of
+  self-attention and MLP) on `batch` rows of `length` tokens (a prefix LM: inputs + targets)."""
+  d, hd = cfg.emb_dim, cfg.num_heads * cfg.head_dim
+  mlp = cfg.mlp_dim * len(cfg.activations)
+  layer = length * (4 * d * hd + d * mlp + cfg.mlp_dim * d) + 2 * length * length * hd
+  return 2.0 * batch * (cfg.num_decoder_layers * layer + length * d * cfg.vocab_size)

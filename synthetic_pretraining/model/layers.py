@@ -265,7 +265,8 @@ class MultiHeadAttention(nn.Module):
                  kernel_init=ATTENTION_KERNEL_INIT, dtype=self.dtype, name="out")(out)
 
   def _update_cache(self, key, value, bias):
-    """Writes this step's key/value at the cache index; returns the full cache and its bias."""
+    """Writes this step's keys/values (one token, or a decoder-only model's prefix block) at the
+    cache index; returns the full cache and its bias."""
     initialised = self.has_variable("cache", "cached_key")
     cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
     cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
@@ -273,11 +274,12 @@ class MultiHeadAttention(nn.Module):
     if not initialised:
       # The first call only sizes the cache (shapes of the full-length inputs).
       return key, value, bias
-    index = cache_index.value
+    index, steps = cache_index.value, key.shape[1]
     key = jax.lax.dynamic_update_slice(cached_key.value, key, (0, index, 0, 0))
     value = jax.lax.dynamic_update_slice(cached_value.value, value, (0, index, 0, 0))
     cached_key.value, cached_value.value = key, value
-    cache_index.value = index + 1
+    # One token per decoding step; a decoder-only prefill writes its whole prefix block at once.
+    cache_index.value = index + steps
     return key, value, bias
 
 

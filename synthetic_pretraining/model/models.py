@@ -1,5 +1,7 @@
-"""Encoder-decoder model: initialisation, t5x's loss and teacher-forced metrics."""
+"""The models: encoder-decoder and decoder-only; initialisation, t5x's loss, teacher-forced
+metrics and decoding."""
 import dataclasses
+import functools
 from typing import Mapping, Optional, Union
 
 import flax.linen as nn
@@ -7,6 +9,7 @@ import gin
 import jax
 import jax.numpy as jnp
 
+from synthetic_pretraining import errors
 from synthetic_pretraining.model import decoding
 from synthetic_pretraining.model import network
 
@@ -37,10 +40,10 @@ def cross_entropy_with_logits(logits, targets, weights, z_loss: float = 0.0,
   return loss, z_term * weights
 
 
-@gin.configurable
 @dataclasses.dataclass
-class EncoderDecoderModel:
-  """T5 encoder-decoder with t5x's loss: summed token cross-entropy over non-padding targets.
+class _TokenLossModel:
+  """What both model kinds share: the configured vocabulary size, initialisation, logical axes and
+  t5x's loss over `decoder_target_tokens` (subclasses give `_make_module`, `init_boxed`, `logits`).
 
   Attributes:
     config: the network architecture.
@@ -61,16 +64,7 @@ class EncoderDecoderModel:
       from synthetic_pretraining.data import vocabularies  # pylint: disable=import-outside-toplevel
       size = vocabularies.configured_vocabulary().vocab_size
       self.config = dataclasses.replace(self.config, vocab_size=-(-size // 128) * 128)
-    self.module = network.Transformer(self.config)
-
-  def _dummy_batch(self, batch_size: int = 1, input_length: int = 1, target_length: int = 1):
-    return (jnp.ones((batch_size, input_length), jnp.int32),
-            jnp.ones((batch_size, target_length), jnp.int32))
-
-  def init_boxed(self, rng: jax.Array):
-    """Initial parameters, still boxed with their logical axis names."""
-    inputs, targets = self._dummy_batch()
-    return self.module.init({"params": rng}, inputs, targets, deterministic=True)["params"]
+    self.module = self._make_module()
 
   def init_params(self, rng: jax.Array):
     """Initial parameters (a nested dict with t5x's paths), unboxed."""
@@ -80,14 +74,6 @@ class EncoderDecoderModel:
     """Tree of logical `PartitionSpec`s, one per parameter, from an abstract initialisation."""
     abstract = jax.eval_shape(self.init_boxed, jax.random.key(0))
     return nn.get_partition_spec(abstract)
-
-  def logits(self, params, batch: Batch, dropout_rng=None):
-    """Teacher-forced logits; dropout is on when `dropout_rng` is given."""
-    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
-    return self.module.apply(
-        {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-        batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
-        deterministic=dropout_rng is None, rngs=rngs)
 
   def loss_and_metrics(self, params, batch: Batch, dropout_rng=None):
     """Returns (loss, metric sums): sums so that several batches or hosts can be added up."""
@@ -122,6 +108,39 @@ class EncoderDecoderModel:
     return loss, metrics
 
 
+@gin.configurable
+@dataclasses.dataclass
+class EncoderDecoderModel(_TokenLossModel):
+  """T5 encoder-decoder with t5x's loss: summed token cross-entropy over non-padding targets.
+
+  Attributes:
+    config: the network architecture.
+    z_loss: coefficient of log(Z)^2 (t5x default 1e-4; the paper's pretraining used 0).
+    label_smoothing: as t5x.
+    loss_normalizing_factor: None (sum, as the paper), a number to divide by, or
+      'NUM_REAL_TARGET_TOKENS' (mean over non-padding targets).
+  """
+
+  def _make_module(self):
+    return network.Transformer(self.config)
+
+  def _dummy_batch(self, batch_size: int = 1, input_length: int = 1, target_length: int = 1):
+    return (jnp.ones((batch_size, input_length), jnp.int32),
+            jnp.ones((batch_size, target_length), jnp.int32))
+
+  def init_boxed(self, rng: jax.Array):
+    """Initial parameters, still boxed with their logical axis names."""
+    inputs, targets = self._dummy_batch()
+    return self.module.init({"params": rng}, inputs, targets, deterministic=True)["params"]
+
+  def logits(self, params, batch: Batch, dropout_rng=None):
+    """Teacher-forced logits; dropout is on when `dropout_rng` is given."""
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
+    return self.module.apply(
+        {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+        batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
+        deterministic=dropout_rng is None, rngs=rngs)
+
   def _decode_cache(self, params, encoded, encoder_tokens, max_length: int):
     """A zeroed key/value cache for `max_length` decoding steps."""
     dummy = jnp.zeros((encoder_tokens.shape[0], max_length), jnp.int32)
@@ -154,6 +173,101 @@ class EncoderDecoderModel:
       return decoding.greedy(step_fn, cache, tokens.shape[0], max_decode_length, eos_id)
     seqs, _ = decoding.beam_search(step_fn, cache, batch["encoder_input_tokens"].shape[0],
                                    num_decodes, max_decode_length, eos_id, alpha)
+    return seqs[:, 0]
+
+
+# The decoder-only features of seqio's LM / PrefixLM feature converters (data.feature_converter).
+DECODER_ONLY_FEATURES = ("decoder_input_tokens", "decoder_target_tokens")
+
+
+@gin.configurable
+@dataclasses.dataclass
+class DecoderOnlyModel(_TokenLossModel):
+  """A decoder-only T5 language model with t5x's `DecoderOnlyModel` semantics and loss.
+
+  It reads the features of seqio's `LMFeatureConverter` (targets-only tasks: a causal LM) and
+  `PrefixLMFeatureConverter` (inputs and targets: the inputs become a prefix, the loss is on the
+  targets only through `decoder_loss_weights`): `decoder_input_tokens`, `decoder_target_tokens`,
+  `decoder_loss_weights`, `decoder_causal_attention` and, packed, `decoder_segment_ids` (the
+  pipeline's `data.feature_converter.architecture = 'decoder_only'`, set by
+  gin/models/decoder_only/base.gin). The loss and the metrics are the encoder-decoder's.
+
+  Attributes:
+    config: the network architecture (`num_decoder_layers` layers; `num_encoder_layers` unused).
+    z_loss, label_smoothing, loss_normalizing_factor: as `EncoderDecoderModel`.
+    inputs_bidirectional_attention: the prefix (where `decoder_causal_attention` is 1) attends
+      in both directions: a prefix LM (Raffel et al. 2020, Section 3.2.1). False: fully causal,
+      the prefix is only left context (t5x's default).
+  """
+  inputs_bidirectional_attention: bool = True
+
+  def _make_module(self):
+    return network.DecoderOnlyTransformer(self.config)
+
+  def init_boxed(self, rng: jax.Array):
+    """Initial parameters, still boxed with their logical axis names."""
+    tokens = jnp.ones((1, 1), jnp.int32)
+    return self.module.init({"params": rng}, tokens, deterministic=True)["params"]
+
+  def logits(self, params, batch: Batch, dropout_rng=None):
+    """Teacher-forced logits; dropout is on when `dropout_rng` is given."""
+    missing = [k for k in DECODER_ONLY_FEATURES if k not in batch]
+    if missing or "encoder_input_tokens" in batch:
+      # Encoder-decoder features would silently train on the targets alone.
+      raise errors.UsageError(
+          f"The decoder-only model got the features {', '.join(sorted(batch))}, not seqio's "
+          "(prefix) LM features: set data.feature_converter.architecture = 'decoder_only' "
+          "(gin/models/decoder_only/*.gin do).")
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
+    causal = batch.get("decoder_causal_attention") if self.inputs_bidirectional_attention else None
+    return self.module.apply(
+        {"params": params}, batch["decoder_input_tokens"], batch.get("decoder_segment_ids"),
+        causal, deterministic=dropout_rng is None, rngs=rngs)
+
+  def predict_batch(self, params, batch: Batch, *, max_decode_length: int,
+                    num_decodes: int = 1, alpha: float = 0.6, eos_id: int = 1):
+    """Continues each prefix `batch['encoder_input_tokens']` (the task's inputs, 0-padded on the
+    right, as the inference pipeline hands them): greedy when num_decodes == 1, else beam search.
+
+    The prefix is laid out as in training, `[BOS, inputs...]`, but right-aligned at the end of a
+    block of inputs_length + 1 positions, left padding masked; the relative-position bias makes
+    that the training layout shifted. One prefill call fills the key/value cache with the whole
+    block (bidirectionally for a prefix LM); decoding then starts by re-reading the prefix's last
+    token, whose logits give the first target token (t5x's prefill). Returns
+    [batch, max_decode_length] ids of the best hypothesis (0 after EOS).
+    """
+    inputs = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
+    rows, width = inputs.shape
+    lengths = jnp.sum(inputs != 0, axis=1).astype(jnp.int32)
+    start = width - lengths                      # where BOS goes; left padding before it
+    shifted = jnp.concatenate([jnp.zeros((rows, 1), jnp.int32), inputs], axis=1)
+    index = jnp.arange(width + 1)[None, :] - start[:, None]
+    block = jnp.where(index >= 0, jnp.take_along_axis(shifted, jnp.maximum(index, 0), axis=1), 0)
+    if num_decodes > 1:
+      block = jnp.repeat(block, num_decodes, axis=0)
+      start = jnp.repeat(start, num_decodes, axis=0)
+    total = width + max_decode_length
+    call = functools.partial(self.module.apply, decode=True, max_decode_length=total,
+                             prefix_start=start, mutable=["cache"])
+    _, variables = call({"params": params}, jnp.zeros((block.shape[0], total), jnp.int32))
+    _, variables = call({"params": params, "cache": variables["cache"]}, block,
+                        prefill_bidirectional=self.inputs_bidirectional_attention)
+    # Step 0 re-reads the block's last token at its own position (the prefill's keys there are
+    # recomputed equal), so every cache counter goes back by one.
+    cache = jax.tree_util.tree_map_with_path(
+        lambda path, x: (jnp.asarray(width, x.dtype)
+                         if jax.tree_util.keystr(path).endswith(("['cache_index']", "['position']"))
+                         else x), variables["cache"])
+
+    def step_fn(previous, cache):
+      logits, variables = call({"params": params, "cache": cache}, previous)
+      return logits[:, -1], variables["cache"]
+
+    first = block[:, width]
+    if num_decodes == 1:
+      return decoding.greedy(step_fn, cache, rows, max_decode_length, eos_id, first_tokens=first)
+    seqs, _ = decoding.beam_search(step_fn, cache, rows, num_decodes, max_decode_length, eos_id,
+                                   alpha, first_tokens=first)
     return seqs[:, 0]
 
 

@@ -4,6 +4,10 @@ Paths are t5x's: `token_embedder/embedding`, `encoder/relpos_bias/rel_embedding`
 `encoder/layers_0/attention/query/kernel`, `decoder/layers_0/encoder_decoder_attention/...`,
 `decoder/decoder_norm/scale`, `decoder/logits_dense/kernel` (T5 1.1 only), so t5x checkpoints and
 the paper's parameter groupings apply unchanged.
+
+`DecoderOnlyTransformer` is a decoder-only language model (causal or prefix LM) of the same
+`T5Config`, with t5x's decoder-only parameter tree (`decoder/token_embedder/embedding`,
+`decoder/layers_0/self_attention/query/kernel`, ...; no `encoder/`, no cross-attention).
 """
 import dataclasses
 from typing import Optional, Sequence
@@ -12,6 +16,7 @@ import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from synthetic_pretraining import errors
 from synthetic_pretraining.model import layers
@@ -324,3 +329,148 @@ class Transformer(nn.Module):
     encoded = self.encode(encoder_input_tokens, encoder_segment_ids, deterministic=deterministic)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, encoder_segment_ids,
                        decoder_segment_ids, deterministic=deterministic)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoder-only language models (t5x's `examples/decoder_only` network).
+
+
+class DecoderOnlyLayer(nn.Module):
+  """A decoder layer without cross-attention: self-attention and MLP, each pre-normed (t5x's)."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic, decode=False):
+    cfg = self.config
+    dtype = jnp.dtype(cfg.dtype)
+    y = layers.RMSNorm(dtype=dtype, name="pre_self_attention_layer_norm")(x)
+    y = cfg.attention("self_attention")(y, y, bias, deterministic=deterministic, decode=decode)
+    x = x + _dropout(y, cfg.dropout_rate, deterministic)
+    y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
+    y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
+                        name="mlp")(y, deterministic=deterministic)
+    x = x + _dropout(y, cfg.dropout_rate, deterministic)
+    return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+def _bias_from_mask(implementation: str, relpos, allowed):
+  """The attention bias for a boolean `allowed` [batch, 1, q, k] plus `relpos` [1, h, q, k]."""
+  if implementation == "einsum":
+    return jnp.where(allowed, 0.0, -1e10).astype(jnp.float32) + relpos
+  return layers.FusedAttentionBias(relpos=relpos, mask=allowed)
+
+
+def decoder_only_bias(implementation: str, relpos, batch_size: int, causal_attention=None,
+                      segment_ids=None):
+  """Self-attention bias of a teacher-forced decoder-only model (t5x's `make_decoder_mask`).
+
+  Causal everywhere, except that positions where `causal_attention` [batch, length] is 1 (a
+  prefix LM's inputs, plus the position that reads their last token) see each other in both
+  directions; packed examples (`segment_ids`) see only their own segment. Padding needs no mask
+  of its own, as in the encoder-decoder's decoder: it comes after every real token of its row (or
+  has segment id 0) and the loss weights drop its positions.
+  """
+  length = relpos.shape[-1]
+  valid = jnp.ones((batch_size, length), bool)
+  if causal_attention is None:
+    return layers.attention_bias(implementation, relpos, valid, valid, causal=True,
+                                 query_segments=segment_ids, key_segments=segment_ids)
+  prefix = causal_attention > 0
+  allowed = (np.tril(np.ones((length, length), bool))[None]
+             | (prefix[:, :, None] & prefix[:, None, :]))
+  if segment_ids is not None:
+    allowed &= segment_ids[:, :, None] == segment_ids[:, None, :]
+  return _bias_from_mask(implementation, relpos, allowed[:, None])
+
+
+class DecoderOnlyStack(nn.Module):
+  """t5x's decoder-only `Decoder`: token embedding, relative-position bias, layers, final norm,
+  logits; every parameter under it (so the model's tree is `decoder/...`, as t5x's)."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, decoder_input_tokens, decoder_segment_ids=None,
+               decoder_causal_attention=None, *, deterministic, decode=False,
+               max_decode_length=None, prefix_start=None, prefill_bidirectional=False):
+    cfg = self.config
+    dtype = jnp.dtype(cfg.dtype)
+    impl = cfg.attention_implementation
+    embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, dtype, name="token_embedder")
+    relpos = layers.RelativePositionBiases(cfg.relpos_num_buckets, cfg.relpos_max_distance,
+                                           cfg.num_heads, dtype, name="relpos_bias")
+    if decode:
+      bias = self._decode_bias(relpos, decoder_input_tokens, max_decode_length, prefix_start,
+                               prefill_bidirectional)
+    else:
+      length = decoder_input_tokens.shape[1]
+      bias = decoder_only_bias(impl, relpos(length, length, bidirectional=False),
+                               decoder_input_tokens.shape[0], decoder_causal_attention,
+                               decoder_segment_ids)
+    y = _dropout(embedder(decoder_input_tokens), cfg.dropout_rate, deterministic)
+    y = partitioning.with_logical_constraint(y, ("batch", "length", "embed"))
+    if cfg.scan_layers and not decode and not self.is_initializing():
+      y = _scan_layers(self, DecoderOnlyLayer, cfg.num_decoder_layers, y, (bias, deterministic))
+    else:
+      layer = (DecoderOnlyLayer if decode else
+               _maybe_remat(DecoderOnlyLayer, cfg.remat_policy, static_argnums=(3, 4)))
+      for i in range(cfg.num_decoder_layers):
+        y = layer(cfg, name=f"layers_{i}")(y, bias, deterministic, decode)
+    y = layers.RMSNorm(dtype=dtype, name="decoder_norm")(y)
+    y = _dropout(y, cfg.dropout_rate, deterministic)
+    if cfg.logits_via_embedding:
+      logits = embedder.attend(y) / jnp.sqrt(y.shape[-1]).astype(y.dtype)
+    else:
+      logits = layers.Dense(features=(cfg.vocab_size,), kernel_axes=("embed", "vocab"),
+                            kernel_init=layers.MLP_KERNEL_INIT, dtype=jnp.float32,
+                            name="logits_dense")(y)
+    return partitioning.with_logical_constraint(jnp.asarray(logits, jnp.float32),
+                                                ("batch", "length", "vocab"))
+
+  def _decode_bias(self, relpos, tokens, total_length, prefix_start, prefill_bidirectional):
+    """Bias of a decoding call: `tokens` [batch, n] sit at positions p .. p + n - 1 of a cache of
+    `total_length` positions (p: the cache's position counter, advanced by n).
+
+    A query sees the keys from its row's `prefix_start` (left padding before it is masked) up to
+    itself; with `prefill_bidirectional` (the prefill of a prefix LM) every key of the block.
+    The first call (full-length dummy tokens, no cache yet) only sizes the cache.
+    """
+    cfg = self.config
+    initialised = self.has_variable("cache", "position")
+    position = self.variable("cache", "position", lambda: jnp.array(0, jnp.int32))
+    n = tokens.shape[1]
+    full = relpos(total_length, total_length, bidirectional=False)
+    if not initialised:
+      return layers.attention_bias("einsum", full, jnp.ones(tokens.shape, bool),
+                                   jnp.ones(tokens.shape, bool), causal=True)
+    step = position.value
+    position.value = step + n
+    queries = step + jnp.arange(n)
+    keys = jnp.arange(total_length)
+    start = (jnp.zeros((tokens.shape[0],), jnp.int32) if prefix_start is None else prefix_start)
+    seen = keys[None, :] <= (step + n - 1 if prefill_bidirectional else queries)[..., None]
+    allowed = (keys[None, None, :] >= start[:, None, None]) & seen[None]
+    return _bias_from_mask(cfg.attention_implementation,
+                           jax.lax.dynamic_slice_in_dim(full, step, n, axis=2), allowed[:, None])
+
+
+class DecoderOnlyTransformer(nn.Module):
+  """A decoder-only T5 language model (causal or prefix LM); float32 logits [batch, length, vocab].
+
+  The parameter tree is t5x's decoder-only one: `decoder/token_embedder/embedding`,
+  `decoder/relpos_bias/rel_embedding`, `decoder/layers_<i>/{pre_self_attention_layer_norm,
+  self_attention/{query,key,value,out},pre_mlp_layer_norm,mlp/...}`, `decoder/decoder_norm` and
+  `decoder/logits_dense` (untied models only). It has `config.num_decoder_layers` layers;
+  `num_encoder_layers` is not used.
+  """
+  config: T5Config
+
+  def setup(self):
+    self.decoder = DecoderOnlyStack(self.config, name="decoder")
+
+  def __call__(self, decoder_input_tokens, decoder_segment_ids=None,
+               decoder_causal_attention=None, *, deterministic=True, decode=False,
+               max_decode_length=None, prefix_start=None, prefill_bidirectional=False):
+    return self.decoder(decoder_input_tokens, decoder_segment_ids, decoder_causal_attention,
+                        deterministic=deterministic, decode=decode,
+                        max_decode_length=max_decode_length, prefix_start=prefix_start,
+                        prefill_bidirectional=prefill_bidirectional)

@@ -19,8 +19,10 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 from synthetic_pretraining.stats_init.errors import GroupingError
 
 EACH = "each"
-# The vocabulary-sized parameters: T5 1.0's shared embedding and T5 1.1's output projection.
-EMBEDDINGS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
+# The vocabulary-sized parameters: T5 1.0's shared embedding and T5 1.1's output projection; a
+# decoder-only model (t5x's layout) has its embedding under decoder/.
+EMBEDDINGS = ("token_embedder/embedding", "decoder/logits_dense/kernel",
+              "decoder/token_embedder/embedding")
 
 # Path fragments (t5x's names). Named groups: stack, layer, block, proj, norm.
 STACK = r"(?P<stack>encoder|decoder)"

@@ -43,7 +43,9 @@ from synthetic_pretraining.training.compiled_steps import (NO_STEP, InFlight, Tr
                                                            add_sums)
 
 # Parameters left out by INITIAL_CHECKPOINT_LOAD = 'all_but_embedding' (the paper's research mode).
-EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel")
+# A decoder-only model (t5x's layout) has its embedding under decoder/.
+EMBEDDING_PARAMS = ("token_embedder/embedding", "decoder/logits_dense/kernel",
+                    "decoder/token_embedder/embedding")
 
 
 class NonFiniteLossError(errors.UsageError, RuntimeError):
