@@ -123,21 +123,29 @@ def _dropout(x, rate, deterministic):
   return nn.Dropout(rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
 
 
+def _self_attention_then_mlp(cfg, x, attention_name: str, attend, deterministic):
+  """A pre-norm residual layer of self-attention then MLP, built in the calling module's scope
+  (t5x's names: `pre_<attention_name>_layer_norm`, `<attention_name>`, `pre_mlp_layer_norm`,
+  `mlp`); `attend(attention_module, normed_x)` calls the attention with the caller's arguments."""
+  dtype = jnp.dtype(cfg.dtype)
+  y = layers.RMSNorm(dtype=dtype, name=f"pre_{attention_name}_layer_norm")(x)
+  y = attend(cfg.attention(attention_name), y)
+  x = x + _dropout(y, cfg.dropout_rate, deterministic)
+  y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
+  y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
+                      name="mlp")(y, deterministic=deterministic)
+  x = x + _dropout(y, cfg.dropout_rate, deterministic)
+  return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
 class EncoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
   def __call__(self, x, bias, deterministic):
-    cfg = self.config
-    dtype = jnp.dtype(cfg.dtype)
-    y = layers.RMSNorm(dtype=dtype, name="pre_attention_layer_norm")(x)
-    y = cfg.attention("attention")(y, y, bias, deterministic=deterministic)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
-    y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
-                        name="mlp")(y, deterministic=deterministic)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+    return _self_attention_then_mlp(
+        self.config, x, "attention",
+        lambda attend, y: attend(y, y, bias, deterministic=deterministic), deterministic)
 
 
 class DecoderLayer(nn.Module):
@@ -341,16 +349,10 @@ class DecoderOnlyLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x, bias, deterministic, decode=False):
-    cfg = self.config
-    dtype = jnp.dtype(cfg.dtype)
-    y = layers.RMSNorm(dtype=dtype, name="pre_self_attention_layer_norm")(x)
-    y = cfg.attention("self_attention")(y, y, bias, deterministic=deterministic, decode=decode)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
-    y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
-                        name="mlp")(y, deterministic=deterministic)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+    return _self_attention_then_mlp(
+        self.config, x, "self_attention",
+        lambda attend, y: attend(y, y, bias, deterministic=deterministic, decode=decode),
+        deterministic)
 
 
 def _bias_from_mask(implementation: str, relpos, allowed):
