@@ -444,11 +444,12 @@ def run(preset: str, out: str, dry_run: bool = False,
   code = report.main([r.model_dir for r in final] + [f"--pretrain={r.model_dir}" for r in pretrain]
                      + [f"--output_dir={os.path.join(out, 'report')}"])
   if len(p.learning_rates) > 1:
-    with open(os.path.join(out, "report", "report.md"), "a") as f:
-      f.write("\n## Learning rate per init\n\nChosen on seed "
-              f"{p.seeds[0]} by best validation token accuracy among "
-              f"{', '.join(f'{x:g}' for x in p.learning_rates)}: " + ", ".join(
-                  f"{l} {r:g}" for l, (r, _) in sorted(chosen.items())) + ".\n")
+    report_md = paths.join(out, "report", "report.md")  # an object store has no append
+    paths.write_atomic(report_md, paths.read_text(report_md) + (
+        "\n## Learning rate per init\n\nChosen on seed "
+        f"{p.seeds[0]} by best validation token accuracy among "
+        f"{', '.join(f'{x:g}' for x in p.learning_rates)}: " + ", ".join(
+            f"{l} {r:g}" for l, (r, _) in sorted(chosen.items())) + ".\n"))
   print(f"Finished in {(time.time() - start) / 60:.1f} minutes.")
   return code
 

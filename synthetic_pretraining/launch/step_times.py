@@ -54,14 +54,14 @@ def _time_evals():
 def _train_seconds(model_dir, flags):
   """(wall seconds of the run less its evals, seconds per train step after the first log
   window, seconds of its evals)."""
-  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import paths, train  # pylint: disable=import-outside-toplevel
   start, EVAL_SECONDS[:] = time.time(), []
   if train.main(list(flags)) != 0:
     raise SystemExit(f"error: a measurement run failed ({model_dir})")
   evals = sum(EVAL_SECONDS)
   wall = time.time() - start - evals
-  with open(os.path.join(model_dir, "metrics.jsonl")) as f:
-    records = [r for r in map(json.loads, f) if r.get("kind") == "train"]
+  records = [r for r in map(json.loads, paths.iter_lines(paths.join(model_dir, "metrics.jsonl")))
+             if r.get("kind") == "train"]
   rates = [r["timing/steps_per_second"] for r in records[1:] if "timing/steps_per_second" in r]
   if not rates:
     raise SystemExit(f"error: {model_dir} logged no throughput after its first window; raise "
