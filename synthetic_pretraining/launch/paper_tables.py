@@ -35,6 +35,7 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from synthetic_pretraining import paths
 from synthetic_pretraining.launch import tpu_vm
 
 DOWNSTREAM = ("cnndm", "mtop", "webqsp", "retrosynthesis", "code_translation", "squad")
@@ -154,13 +155,6 @@ class PreflightError(tpu_vm.LaunchError):
   """An input of the grid is missing or wrong (one line)."""
 
 
-def _exists(path: str) -> bool:
-  if "://" not in path:
-    return os.path.exists(path)
-  from synthetic_pretraining import paths  # pylint: disable=import-outside-toplevel
-  return paths.exists(path)
-
-
 def _gin_file_exists(name: str) -> bool:
   from synthetic_pretraining import resources  # pylint: disable=import-outside-toplevel
   return os.path.isfile(name) or resources.find_gin_file(name) is not None
@@ -173,18 +167,18 @@ def missing_data(args) -> List[str]:
   if tsv and not args.data_dir:
     return [f"{', '.join(tsv)}: --data_dir is not given (the authors' files under "
             "<data_dir>/finetuning_data/<task>/, docs/finetuning.md)"]
-  if tsv and not _exists(args.data_dir):
+  if tsv and not paths.exists(args.data_dir):
     return [f"--data_dir={args.data_dir} does not exist"]
   for task in tsv:
     for name in SPLIT_FILES:
       path = _join(args.data_dir, "finetuning_data", TSV_TASKS[task], name)
-      if not _exists(path):
+      if not paths.exists(path):
         missing.append(f"{task}: {path}")
   if "squad" in args.downstream:
     tfds = _tfds_dir(args)
     if not tfds:
       missing.append("squad: TFDS squad/v1.1:3.0.0 (give --data_dir or --tfds_data_dir)")
-    elif not _exists(_join(tfds, *SQUAD_TFDS, "dataset_info.json")):
+    elif not paths.exists(_join(tfds, *SQUAD_TFDS, "dataset_info.json")):
       missing.append(f"squad: TFDS squad/v1.1:3.0.0 is not prepared in {tfds} (see --help)")
   return missing
 
