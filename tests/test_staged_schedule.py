@@ -117,6 +117,9 @@ def test_a_resumed_run_refuses_another_schedule(whole, tmp_path, capsys):
   assert train.main(_args(moved, STEPS, f"--gin.STAGE1_STEPS={SWITCH + 2}")) == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert "saved in stage 2" in err[-1] and "resume with the schedule" in err[-1]
+  # Without any schedule, the one stage's position would be read as the whole run's.
+  assert train.main(toy_run.args(moved, STEPS)) == 1
+  assert "holds a staged run" in capsys.readouterr().err.strip().splitlines()[-1]
   assert orbax_format.checkpoint_steps(moved) == [SWITCH]
 
 

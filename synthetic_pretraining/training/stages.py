@@ -33,6 +33,7 @@ import numpy as np
 
 from synthetic_pretraining import errors
 from synthetic_pretraining import paths
+from synthetic_pretraining.checkpointing import orbax_format
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.data import prefetch
 
@@ -148,6 +149,18 @@ def warn_if_unreached(stages: Sequence[ScheduledStage], total_steps: int) -> Non
     logging.warning("TRAIN_STEPS=%d ends this run before stage %d (%s) starts at step %d; a "
                     "later run with a larger TRAIN_STEPS in the same MODEL_DIR goes on.",
                     total_steps, unreached[0].index + 1, unreached[0].task, unreached[0].start)
+
+
+def check_resumable_without_stages(model_dir: str) -> None:
+  """A `StageError` when MODEL_DIR's newest checkpoint was written by a staged run: its data
+  position is one stage's, which a run without `trainer.train.stages` would misread."""
+  steps = orbax_format.checkpoint_steps(model_dir)
+  if steps and paths.exists(paths.join(
+      orbax_format.step_dir(model_dir, steps[-1]), orbax_format.ITERATOR_ITEM,
+      f"process_{jax.process_index()}{STAGE_SUFFIX}")):
+    raise StageError(f"MODEL_DIR={model_dir} holds a staged run (trainer.train.stages); resume "
+                     "it with the schedule it was started with (e.g. gin/runs/stage_pretrain.gin "
+                     "and the same STAGE1_* values).")
 
 
 def batch_tokens(batch) -> np.ndarray:

@@ -149,6 +149,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   preflight.check_writable(model_dir, "MODEL_DIR")  # before the path is used at all
   model_dir = paths.as_str(model_dir)
   resuming = bool(orbax_format.checkpoint_steps(model_dir))
+  if resuming and not schedule:
+    stages_lib.check_resumable_without_stages(model_dir)
   extra_datasets = [getattr(a, "dataset_cfg", None) for a in actions]
   abstract_params = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
   initial_checkpoint = preflight.check_run(  # bad input ends here, before anything is created
