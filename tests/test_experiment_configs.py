@@ -113,7 +113,7 @@ def test_every_gin_file_in_the_repository_parses():
   required = ["MODEL_DIR = '/tmp/x'", "MIXTURE_OR_TASK_NAME = 'set'", "TRAIN_STEPS = 1",
               "STATS_SOURCE = '/tmp/s'", "PRETRAINED_CHECKPOINT = '/tmp/p'",
               "CHECKPOINT_PATH = '/tmp/c'", "INFER_OUTPUT_DIR = '/tmp/o'",
-              "EVAL_OUTPUT_DIR = '/tmp/e'"]
+              "EVAL_OUTPUT_DIR = '/tmp/e'", "STAGE1_STEPS = 100"]
   files = sorted(glob.glob(os.path.join(ROOT, "gin", "**", "*.gin"), recursive=True))
   assert len(files) > 60
   for path in files:

@@ -1,5 +1,6 @@
 """run.json: the trainer's record of what a run was, written and read back."""
 import dataclasses
+import json
 
 import gin
 import pytest
@@ -28,7 +29,20 @@ def test_written_and_read_back(tmp_path):
       "task": "squad_offline", "seed": 3, "train_steps": 700, "batch_size": 16,
       "lengths": {"inputs": 512, "targets": 32}, "label": "stats(set)", "version": 1,
       "init": {"kind": "statistics", "scheme": "per_param_grouping___init_scale",
-               "source": str(tmp_path / "pretrain" / "set")}}
+               "source": str(tmp_path / "pretrain" / "set")}, "stages": None}
+  # A run without stages writes no `stages` key at all (its run.json is what it always was).
+  assert "stages" not in json.loads((tmp_path / "run" / "run.json").read_text())
+
+
+def test_a_staged_run_records_its_stages(tmp_path):
+  stages = [{"task": "shuffle_dyck", "split": "train", "start_step": 0, "end_step": 5,
+             "steps": 5, "tokens": 700, "target_tokens": 600},
+            {"task": "natural_text", "split": "train", "start_step": 5, "end_step": None,
+             "steps": 2, "tokens": 300, "target_tokens": 80}]
+  run_record.write(str(tmp_path), train_dataset_cfg=_cfg(), seed=1, total_steps=7,
+                   task="shuffle_dyck->natural_text", stages=stages)
+  read = run_record.read(str(tmp_path))
+  assert (read.task, read.stages) == ("shuffle_dyck->natural_text", stages)
 
 
 def test_initialisations_are_described():

@@ -14,7 +14,7 @@ Its time is left out of the training throughput (`run.timed`).
 """
 import dataclasses
 import logging
-from typing import Callable, Optional
+from typing import Callable, FrozenSet, Optional, Sequence
 
 import gin
 
@@ -24,27 +24,35 @@ from synthetic_pretraining.training import evaluation
 
 @dataclasses.dataclass
 class PeriodicAction:
-  """Calls `fn(run)` every `period` steps and always at the last step (None: only at the end)."""
+  """Calls `fn(run)` every `period` steps, at the steps `also_at` and always at the last step
+  (period None: only at the end and `also_at`)."""
   name: str
   period: Optional[int]
   fn: Callable
+  also_at: FrozenSet[int] = frozenset()
 
   def due(self, step: int, at_end: bool) -> bool:
-    return at_end or bool(self.period) and step % self.period == 0
+    return at_end or bool(self.period) and step % self.period == 0 or step in self.also_at
 
   def __call__(self, run) -> None:
     self.fn(run)
 
 
-def builtin_actions(run, *, log_period: int, extra=()) -> list:
-  """The loop's actions for `run`, in the order they run at a step (see the module docstring)."""
-  actions = [PeriodicAction("log", log_period, lambda r: r.log())]
+def builtin_actions(run, *, log_period: int, extra=(), stage_ends: Sequence[int] = ()) -> list:
+  """The loop's actions for `run`, in the order they run at a step (see the module docstring).
+
+  `stage_ends`: the last steps of a staged run's stages but the last; the log and the checkpoint
+  are due there too, so no train record mixes two stages and the model after each stage is kept.
+  """
+  ends = frozenset(stage_ends)
+  actions = [PeriodicAction("log", log_period, lambda r: r.log(), ends)]
   if run.eval_dataset_cfg is not None:
     actions.append(PeriodicAction("training_eval", run.eval_cfg.period, lambda r: r.train_eval()))
   if run.infer_eval_cfg is not None:
     actions.append(PeriodicAction("inference_eval", run.eval_cfg.period, lambda r: r.infer_eval()))
   actions.extend(extra)
-  actions.append(PeriodicAction("checkpoint", run.checkpoint_cfg.period, lambda r: r.checkpoint()))
+  actions.append(PeriodicAction("checkpoint", run.checkpoint_cfg.period, lambda r: r.checkpoint(),
+                                ends))
   return actions
 
 

@@ -10,6 +10,17 @@ writes it once a run has its initial state (`trainer.train`, next to config.gin)
      "init": {"kind": "checkpoint", "path": "/runs/pretrain/set", "load": "all_but_embedding",
               "format": "ours"}}
 
+A staged run (`trainer.train.stages`, training/stages.py) also has `stages`, one entry per stage
+in order, kept up to date at every train record and checkpoint; its `task` joins the stages'
+tasks ('shuffle_dyck->natural_text'):
+
+    "stages": [{"task": "shuffle_dyck", "split": "train", "start_step": 0, "end_step": 1000,
+                "steps": 1000, "tokens": 2809000, "target_tokens": 2297000}, ...]
+
+`start_step`/`end_step` are the planned bounds (the last stage's `end_step` is null: until
+TRAIN_STEPS), `steps` the steps trained so far, `tokens` the non-padding tokens the model read
+(inputs and targets) and `target_tokens` those the loss scored, every process's rows counted.
+
 `init.kind` is one of 'random', 'checkpoint', 'statistics' (with `scheme` and `source`) and
 'custom' (with `constants` and `stds`). `label` is an optional name for the method the run
 stands for (gin: `run_label.label = 'set'`), which reports prefer over a derived name.
@@ -20,7 +31,7 @@ directory, with `model`: its name, e.g. 't5-small'); `describe_origin` names it 
 """
 import dataclasses
 import json
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import gin
 
@@ -48,6 +59,7 @@ class RunRecord:
   init: Dict[str, Any]
   label: Optional[str] = None
   version: int = VERSION
+  stages: Optional[List[Dict[str, Any]]] = None  # staged runs only (module docstring)
 
   def method(self, source_task=None) -> str:
     """The method's name: `label`, else one derived from `init`.
@@ -162,16 +174,23 @@ def _made_by_stats_init(path: str) -> Optional[Dict[str, Any]]:
 
 def write(model_dir: str, *, train_dataset_cfg, seed: int, total_steps: int,
           initial_checkpoint_path: Optional[str] = None, initial_checkpoint_load: str = "all",
-          param_initializer=None) -> RunRecord:
-  """Writes MODEL_DIR/run.json for a run of `trainer.train` (its own arguments) and returns it."""
+          param_initializer=None, task: Optional[str] = None,
+          stages: Optional[List[Dict[str, Any]]] = None) -> RunRecord:
+  """Writes MODEL_DIR/run.json for a run of `trainer.train` (its own arguments) and returns it.
+
+  A staged run passes its `task` name and `stages` entries; a run without stages has no `stages`
+  key at all."""
   record = RunRecord(
-      task=str(train_dataset_cfg.mixture_or_task_name), seed=int(seed),
+      task=str(task or train_dataset_cfg.mixture_or_task_name), seed=int(seed),
       train_steps=int(total_steps), batch_size=int(train_dataset_cfg.batch_size),
       lengths={k: int(v) for k, v in dict(train_dataset_cfg.task_feature_lengths).items()},
       init=describe_init(initial_checkpoint_path, initial_checkpoint_load, param_initializer),
-      label=run_label())
+      label=run_label(), stages=stages)
+  values = dataclasses.asdict(record)
+  if stages is None:
+    del values["stages"]
   paths.write_atomic(paths.join(model_dir, FILENAME),
-                     json.dumps(dataclasses.asdict(record), indent=1, sort_keys=True) + "\n")
+                     json.dumps(values, indent=1, sort_keys=True) + "\n")
   return record
 
 

@@ -39,6 +39,7 @@ from synthetic_pretraining.training import preflight
 from synthetic_pretraining.training import run_dir
 from synthetic_pretraining.training import run_lock
 from synthetic_pretraining.training import run_record
+from synthetic_pretraining.training import stages as stages_lib
 from synthetic_pretraining.training.compiled_steps import (NO_STEP, InFlight, Trainer, TrainState,
                                                            add_sums)
 
@@ -110,7 +111,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
           model_dir: str = gin.REQUIRED, total_steps: int = gin.REQUIRED, seed: int = 42,
           log_period: int = 100, eval_cfg: Optional[EvalConfig] = None,
           checkpoint_cfg: Optional[CheckpointConfig] = None,
-          init_cfg: Optional[InitConfig] = None, actions: Sequence = ()) -> Dict[str, float]:
+          init_cfg: Optional[InitConfig] = None, actions: Sequence = (),
+          stages: Sequence[stages_lib.Stage] = ()) -> Dict[str, float]:
   """Trains `model` until `total_steps` and returns the last train and eval metrics.
 
   Args (gin, t5x macros in brackets):
@@ -126,6 +128,10 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
     actions: extra periodic actions (`actions.TeacherForcedEval` or any object with `name`,
       `due(step, at_end)` and `__call__(run)`), run after the built-in evals, before the
       checkpoint (`train.actions = [...]` in gin; see `actions`).
+    stages: a staged schedule (`stages.Stage`s: this data for N steps, then that, ...; see
+      `stages`); empty: train_dataset_cfg for every step. With stages, train records carry the
+      stage, a record and a checkpoint are also written at the end of each stage, and run.json
+      counts each stage's tokens.
 
   Raises:
     interrupts.TrainingInterrupted: after SIGINT/SIGTERM, once the last finished step is saved.
@@ -135,16 +141,20 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   init_cfg = init_cfg or InitConfig()
   check_settings(total_steps=total_steps, seed=seed, log_period=log_period, eval_cfg=eval_cfg,
                  checkpoint_cfg=checkpoint_cfg, init_cfg=init_cfg)
+  schedule = stages_lib.schedule(stages, train_dataset_cfg) if stages else None
+  train_cfgs = [s.cfg for s in schedule] if schedule else [train_dataset_cfg]
   partitioner = partitioner or partitioning.PjitPartitioner()
   if infer_eval_cfg is not None:
     inference.check_config(infer_eval_cfg, partitioner)
   preflight.check_writable(model_dir, "MODEL_DIR")  # before the path is used at all
   model_dir = paths.as_str(model_dir)
   resuming = bool(orbax_format.checkpoint_steps(model_dir))
+  if resuming and not schedule:
+    stages_lib.check_resumable_without_stages(model_dir)
   extra_datasets = [getattr(a, "dataset_cfg", None) for a in actions]
   abstract_params = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
   initial_checkpoint = preflight.check_run(  # bad input ends here, before anything is created
-      partitioner=partitioner, datasets=(train_dataset_cfg, eval_dataset_cfg, *extra_datasets),
+      partitioner=partitioner, datasets=(*train_cfgs, eval_dataset_cfg, *extra_datasets),
       output_dirs=[(model_dir, "MODEL_DIR")], abstract_params=abstract_params,
       initial_checkpoint=None if resuming else init_cfg.checkpoint_path,
       model_config=getattr(model, "config", None))
@@ -152,7 +162,11 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   if check_initializer is not None and not resuming:  # e.g. a stats.json that does not fit
     check_initializer(abstract_params)
   run_lock.check_free(model_dir)  # a MODEL_DIR in use is refused before any data is read
-  batches = train_batches(train_dataset_cfg, seed, partitioner)
+  if schedule:
+    stages_lib.warn_if_unreached(schedule, total_steps)
+    batches = stages_lib.StagedBatches(schedule, seed, partitioner), None
+  else:
+    batches = train_batches(train_dataset_cfg, seed, partitioner)
   if not resuming:
     # The first batches are read now: a data error the preflight could not see (a malformed
     # line past the head of a task file) ends here, before MODEL_DIR is created.
@@ -161,7 +175,8 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   run = TrainingRun(model, train_dataset_cfg, eval_dataset_cfg, infer_eval_cfg, partitioner,
                     model_dir, total_steps, seed, eval_cfg, checkpoint_cfg, init_cfg,
                     initial_checkpoint, batches=batches)
-  due_actions = actions_lib.builtin_actions(run, log_period=log_period, extra=actions)
+  due_actions = actions_lib.builtin_actions(run, log_period=log_period, extra=actions,
+                                            stage_ends=[s.end for s in schedule or ()][:-1])
   try:
     with interrupts.stop_requests() as stops:
       while run.state.step < total_steps:
@@ -228,15 +243,14 @@ class TrainingRun:
     self.writer = metrics_writer.MetricsWriter(model_dir)
     self.meta = {"model": dataclasses.asdict(model.config), "seed": seed}
     self.iterator, self.counter = batches or train_batches(train_cfg, seed, partitioner)
+    # A staged run's data (stages.StagedBatches), None for one dataset throughout.
+    self.staged = self.iterator if isinstance(self.iterator, stages_lib.StagedBatches) else None
+    self.total_steps, self.init_cfg = total_steps, init_cfg
     self.state = _initial_state(self.trainer, self.ckpts, model_dir, self.iterator, init_cfg,
                                 initial_checkpoint)
     self.writer.truncate_after(self.state.step)  # one metrics.jsonl record per step on resume
     run_dir.write_config(model_dir)
-    if jax.process_index() == 0:
-      run_record.write(model_dir, train_dataset_cfg=train_cfg, seed=seed, total_steps=total_steps,
-                       initial_checkpoint_path=init_cfg.checkpoint_path,
-                       initial_checkpoint_load=init_cfg.checkpoint_load,
-                       param_initializer=init_cfg.param_initializer)
+    self.write_run_record()
     model_info.write(model_dir, self.trainer.abstract_params, model.logical_axes())
     self.writer.write_text("config", gin.config_str())
     if self.state.step >= total_steps:
@@ -251,6 +265,29 @@ class TrainingRun:
     self.checkpoint_seconds: Optional[float] = None
     self._warned: set = set()
     self._compilation_logged = False
+
+  def write_run_record(self, token_counts=None) -> None:
+    """(Re)writes run.json; a staged run's token counts change as it goes (every process calls
+    this together: the counts are summed over the processes)."""
+    staged = {}
+    if self.staged is not None:
+      counts = self.staged.token_counts() if token_counts is None else token_counts
+      staged = dict(task=stages_lib.record_task(self.staged.stages),
+                    stages=self.staged.run_record_stages(self.state.step, counts))
+    if jax.process_index() == 0:
+      cfg = self.staged.stages[-1].cfg if self.staged is not None else self.train_cfg
+      run_record.write(self.model_dir, train_dataset_cfg=cfg, seed=self.seed,
+                       total_steps=self.total_steps,
+                       initial_checkpoint_path=self.init_cfg.checkpoint_path,
+                       initial_checkpoint_load=self.init_cfg.checkpoint_load,
+                       param_initializer=self.init_cfg.param_initializer, **staged)
+
+  def _trained_data(self):
+    """(DatasetConfig, TruncationCounter, warned set) of the data of the last finished step."""
+    if self.staged is None:
+      return self.train_cfg, self.counter, self._warned
+    stage = self.staged.trained(self.state.step)
+    return stage.cfg, self.staged.counter(stage.index), self.staged.warned[stage.index]
 
   def step(self) -> None:
     batch = next(self.iterator)
@@ -279,8 +316,8 @@ class TrainingRun:
     self._check_finite(sums)
     values = models.summarize_metrics(sums)
     values["learning_rate"] = float(self.schedule(max(step - 1, 0)))
-    values.update(loop.timing_metrics(steps, seconds, self.train_cfg.batch_size,
-                                            self.train_cfg.task_feature_lengths))
+    cfg, counter, warned = self._trained_data()
+    values.update(loop.timing_metrics(steps, seconds, cfg.batch_size, cfg.task_feature_lengths))
     values.update(self.iterator.metrics(seconds))  # timing/input_wait_fraction
     if self.trainer.compilation_seconds and not self._compilation_logged:
       values["timing/compilation_seconds"] = self.trainer.compilation_seconds
@@ -289,9 +326,12 @@ class TrainingRun:
       values["timing/checkpoint_seconds"] = self.checkpoint_seconds
       self.checkpoint_seconds = None
     values.update({f"truncation/{k}": v for k, v in pipeline.log_truncation(
-        self.counter, self.train_cfg.split, self._warned).items()})
-    self.writer.write(step, "train", values, split=self.train_cfg.split,
-                      task=self.train_cfg.mixture_or_task_name)
+        counter, cfg.split, warned).items()})
+    if self.staged is not None:
+      counts = self.staged.token_counts()
+      values.update(self.staged.record_values(step, counts))
+      self.write_run_record(counts)
+    self.writer.write(step, "train", values, split=cfg.split, task=cfg.mixture_or_task_name)
     self.last.update(values)
     self.progress.record(step, values)
     self.window.reset(step)
@@ -302,7 +342,10 @@ class TrainingRun:
       metrics = evaluation.evaluate(self.trainer, self.state.params, cfg, seed=self.seed,
                                     max_batches=self.eval_cfg.steps)
       self.last.update({f"eval/{k}": v for k, v in metrics.items()})
-      self.writer.write(self.state.step, "eval", metrics, split=cfg.split,
+      # A staged run's evals say which stage the parameters come from and the tokens so far.
+      stage = ({} if self.staged is None else
+               self.staged.record_values(self.state.step, self.staged.token_counts()))
+      self.writer.write(self.state.step, "eval", {**metrics, **stage}, split=cfg.split,
                         task=cfg.mixture_or_task_name)
       logging.info("eval at step %d: loss/token %.4f  accuracy %.4f", self.state.step,
                    metrics["loss_per_nonpadding_target_token"], metrics["accuracy"])
@@ -329,6 +372,8 @@ class TrainingRun:
     self.checkpoint_seconds = self.timed(lambda: self.ckpts.save(
         state.step, state.params, state.opt_state, self.meta, iterator=self.iterator))
     self.saved_step = state.step
+    if self.staged is not None:
+      self.write_run_record()
 
   def _check_finite(self, sums) -> None:
     bad = int(sums["nonfinite_step"])
