@@ -69,6 +69,8 @@ def test_full_dry_run_lists_three_arms_by_two_seeds_within_90_minutes(tmp_path, 
   head = text.splitlines()[0]
   assert head.startswith("# preset full: 6 runs (3 arms x 2 seeds) of 1000 steps")
   assert float(head.split("about ")[1].split(" minutes")[0]) <= 90
+  # A scoped gin flag is shown as the docs write it: the name bare, the value quoted.
+  assert "--gin.stage1/data.DatasetConfig.task_feature_lengths=\"{'inputs': 16, 'targets': 80}\"" in text
   commands = [shlex.split(l) for l in text.splitlines() if l.startswith("python -m")]
   assert len(commands) == 6
   full = pre_pretraining.PRESETS["full"]
