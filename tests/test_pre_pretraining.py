@@ -15,7 +15,7 @@ ARMS = ("natural", "shuffle_dyck", "dyck")
 
 
 @pytest.mark.e2e
-@pytest.mark.slow  # six toy runs: 85 s on the loaded 2-core machine
+@pytest.mark.slow  # six toy runs: 85-107 s on the loaded 2-core machine
 def test_toy_preset_end_to_end_then_a_rerun_skips_every_run(tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(tmp_path)  # gin files and data come with the package, not the checkout
   out = tmp_path / "pp"
