@@ -20,7 +20,7 @@ from synthetic_pretraining.launch import tpu_vm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-LAUNCHERS = ("tpu_vm", "mini_table1", "paper_tables", "step_times")
+LAUNCHERS = ("tpu_vm", "mini_table1", "paper_tables", "step_times", "pre_pretraining")
 
 
 def _launch(name, *flags, cwd):

@@ -10,7 +10,7 @@ import shlex
 from typing import Sequence
 
 _SAFE = re.compile(r"[\w@%+=:,./~-]*")
-_FLAG = re.compile(r"(--?[\w.-]+=)(.*)", re.DOTALL)
+_FLAG = re.compile(r"(--?[\w./-]+=)(.*)", re.DOTALL)  # gin scopes: --gin.a/b.c=
 
 
 def quote_value(text: str) -> str:
