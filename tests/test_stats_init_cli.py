@@ -360,13 +360,13 @@ def test_a_model_initialised_from_statistics_trains(tmp_path):
             toy_run.lengths_flag(12, 12), "--gin.EVAL_STEPS=2", *toy_run.LEARNER]
   source = str(tmp_path / "source")
   assert train.main(common + ["--gin_file=gin/runs/pretrain.gin", f"--gin.MODEL_DIR='{source}'",
-                              "--gin.TRAIN_STEPS=20", "--gin.EVAL_PERIOD=1000"]) == 0
+                              "--gin.TRAIN_STEPS=10", "--gin.EVAL_PERIOD=1000"]) == 0
   run = str(tmp_path / "from_stats")
   stats_out = str(tmp_path / "stats.json")
   assert train.main(common + ["--gin_file=gin/runs/finetune.gin",
                               f"--gin_file=gin/init/{SCHEME}.gin", f"--gin.STATS_SOURCE='{source}'",
                               f"--gin.STATS_OUT='{stats_out}'", f"--gin.MODEL_DIR='{run}'",
-                              "--gin.TRAIN_STEPS=60", "--gin.EVAL_PERIOD=60", "--gin.LOG_PERIOD=10",
+                              "--gin.TRAIN_STEPS=30", "--gin.EVAL_PERIOD=30", "--gin.LOG_PERIOD=5",
                               "--gin.trainer.train.infer_eval_cfg=None",
                               "--gin.LEARNING_RATE=0.01"]) == 0
   records = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
@@ -376,7 +376,7 @@ def test_a_model_initialised_from_statistics_trains(tmp_path):
   # the same the binary computes from it.
   recorded = json.load(open(stats_out))
   assert recorded["scheme"] == SCHEME
-  assert recorded["source"] == os.path.join(source, "checkpoint_20")
+  assert recorded["source"] == os.path.join(source, "checkpoint_10")
   cli_dir = str(tmp_path / "cli")
   assert stats_cli.main(common[:1] + common[-2:] + [
       f"--checkpoint={source}", f"--scheme={SCHEME}", f"--output_dir={cli_dir}"]) == 0
