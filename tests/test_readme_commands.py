@@ -72,4 +72,9 @@ def test_readme_launcher_dry_runs_run_as_written(tmp_path):
   (plan,) = [c for c in _commands("launch.mini_table1") if "--dry_run" in c]
   result = _run(plan, tmp_path)
   assert "# preset full: 3 pre-training runs, 10 finetuning runs" in result.stdout
+  (plan,) = [c for c in _commands("launch.pre_pretraining") if "--dry_run" in c]
+  result = _run(plan, tmp_path)
+  assert "# preset full: 6 runs (3 arms x 2 seeds)" in result.stdout
+  assert sum(line.startswith("python -m synthetic_pretraining.train ")
+             for line in result.stdout.splitlines()) == 6
   assert not list(tmp_path.iterdir())  # a dry run writes nothing
