@@ -193,6 +193,13 @@ def plot(comparisons: Sequence[protocol.Comparison], path: str, random: str,
     name = "validation token accuracy (%)" if metric == "eval:accuracy" else f"test {metric}"
     ax.set_title(f"{task}: {name}", fontsize=9)
     ax.legend(fontsize=7)
+  save_png(fig, path)
+
+
+def save_png(fig, path: str) -> None:
+  """Writes a matplotlib figure as a PNG to `path` (local or gs://: drawn in memory, then written
+  whole through the path layer) and closes it."""
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=120)

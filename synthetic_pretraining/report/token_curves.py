@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from synthetic_pretraining import paths
 from synthetic_pretraining.report import protocol
+from synthetic_pretraining.report import render
 from synthetic_pretraining.training import run_record
 
 LOSS = "loss_per_nonpadding_target_token"
@@ -212,11 +213,7 @@ def plot(rows: Sequence[Row], path: str, baseline: str) -> None:
   ax.set_xlabel("tokens trained on (every stage)")
   ax.set_ylabel(f"{rows[0].runs[0].task} validation loss per target token")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", dpi=120)
-  plt.close(fig)
-  paths.write_atomic(path, buffer.getvalue())
+  render.save_png(fig, path)
 
 
 def write(run_dirs: Sequence[str], baseline: str, output_dir: str) -> List[Row]:
