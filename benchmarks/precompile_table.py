@@ -19,7 +19,10 @@ import tempfile
 import time
 
 MODELS = ["t5_1_0/small", "t5_1_0/base", "t5_1_0/large", "t5_1_0/3B", "t5_1_0/11B",
-          "t5_1_1/small", "t5_1_1/base", "t5_1_1/large", "t5_1_1/xl", "t5_1_1/xxl"]
+          "t5_1_1/small", "t5_1_1/base", "t5_1_1/large", "t5_1_1/xl", "t5_1_1/xxl",
+          # Decoder-only models (gin/models/decoder_only/): a row of inputs + targets = 1,024
+          # tokens; tiny and cpu are the CPU sizes, small and base T5 1.0's decoder halves.
+          "decoder_only/tiny", "decoder_only/cpu", "decoder_only/small", "decoder_only/base"]
 SLICES = ["v3-8", "v4-32", "v4-128", "v5e-256"]
 BIG = {"t5_1_0/3B", "t5_1_0/11B", "t5_1_1/xl", "t5_1_1/xxl"}
 MEDIUM = {"t5_1_0/large", "t5_1_1/large"}

@@ -29,6 +29,8 @@ def test_scale_gin_files_follow_their_model_and_run_files(path):
   with open(path) as f:
     text = f.read()
   model_file = re.search(r"MODEL: (gin/models/\S+\.gin)", text).group(1)
+  # The run file binds trainer.train: its module must be registered when this test runs alone.
+  from synthetic_pretraining.training import trainer  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   gin_utils.parse([model_file, "gin/runs/pretrain.gin", path],
                   ["MIXTURE_OR_TASK_NAME = 'x'", "MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 1"])
   config = gin.query_parameter("%MODEL").scoped_configurable_fn().config
