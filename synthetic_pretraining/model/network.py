@@ -123,19 +123,29 @@ def _dropout(x, rate, deterministic):
   return nn.Dropout(rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
 
 
+def _pre_norm_residual(cfg, x, norm_name: str, sublayer, deterministic):
+  """x + dropout(sublayer(RMSNorm(x))): one pre-norm residual sub-block, built in the calling
+  module's scope (the norm named `norm_name`, t5x's names)."""
+  y = layers.RMSNorm(dtype=jnp.dtype(cfg.dtype), name=norm_name)(x)
+  return x + _dropout(sublayer(y), cfg.dropout_rate, deterministic)
+
+
+def _mlp_residual_out(cfg, x, deterministic):
+  """The last sub-block of every layer (`pre_mlp_layer_norm`, `mlp`) and the layer's output
+  sharding constraint."""
+  mlp = lambda y: layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate,  # noqa: E731
+                                  jnp.dtype(cfg.dtype), name="mlp")(y, deterministic=deterministic)
+  x = _pre_norm_residual(cfg, x, "pre_mlp_layer_norm", mlp, deterministic)
+  return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
 def _self_attention_then_mlp(cfg, x, attention_name: str, attend, deterministic):
   """A pre-norm residual layer of self-attention then MLP, built in the calling module's scope
   (t5x's names: `pre_<attention_name>_layer_norm`, `<attention_name>`, `pre_mlp_layer_norm`,
   `mlp`); `attend(attention_module, normed_x)` calls the attention with the caller's arguments."""
-  dtype = jnp.dtype(cfg.dtype)
-  y = layers.RMSNorm(dtype=dtype, name=f"pre_{attention_name}_layer_norm")(x)
-  y = attend(cfg.attention(attention_name), y)
-  x = x + _dropout(y, cfg.dropout_rate, deterministic)
-  y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
-  y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
-                      name="mlp")(y, deterministic=deterministic)
-  x = x + _dropout(y, cfg.dropout_rate, deterministic)
-  return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+  x = _pre_norm_residual(cfg, x, f"pre_{attention_name}_layer_norm",
+                         lambda y: attend(cfg.attention(attention_name), y), deterministic)
+  return _mlp_residual_out(cfg, x, deterministic)
 
 
 class EncoderLayer(nn.Module):
@@ -154,21 +164,16 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x, encoded, self_bias, cross_bias, deterministic, decode=False):
     cfg = self.config
-    dtype = jnp.dtype(cfg.dtype)
-    y = layers.RMSNorm(dtype=dtype, name="pre_self_attention_layer_norm")(x)
-    y = cfg.attention("self_attention")(y, y, self_bias, deterministic=deterministic,
-                                        decode=decode)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    y = layers.RMSNorm(dtype=dtype, name="pre_cross_attention_layer_norm")(x)
-    y = cfg.attention("encoder_decoder_attention")(y, encoded, cross_bias,
-                                                   deterministic=deterministic,
-                                                   cache_projected_kv=decode)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    y = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
-    y = layers.MlpBlock(cfg.mlp_dim, cfg.activations, cfg.dropout_rate, dtype,
-                        name="mlp")(y, deterministic=deterministic)
-    x = x + _dropout(y, cfg.dropout_rate, deterministic)
-    return partitioning.with_logical_constraint(x, ("batch", "length", "embed"))
+    x = _pre_norm_residual(
+        cfg, x, "pre_self_attention_layer_norm",
+        lambda y: cfg.attention("self_attention")(y, y, self_bias, deterministic=deterministic,
+                                                  decode=decode), deterministic)
+    x = _pre_norm_residual(
+        cfg, x, "pre_cross_attention_layer_norm",
+        lambda y: cfg.attention("encoder_decoder_attention")(
+            y, encoded, cross_bias, deterministic=deterministic, cache_projected_kv=decode),
+        deterministic)
+    return _mlp_residual_out(cfg, x, deterministic)
 
 
 def _maybe_remat(layer_cls, policy: str, static_argnums):
