@@ -7,22 +7,24 @@ peak measured in the same run (the best of the parent's and every child's measur
 shared machine the peak, like the step, is only what the others leave). Tokens are input +
 target positions. Every variant runs in its
 own process (what it changes is set before jax starts), in alternating rounds, and the table
-gives each variant's median over all its timed steps and its ratio to the first variant:
+gives each variant's median over all its timed steps and its ratio to the first variant
+(training/host_memory.py has the modes):
 
-  before  the step as it was: glibc's default malloc, which hands XLA:CPU's per-step temporaries
-          back to the kernel, so each step page-faults them in again;
-  now     freed host memory kept (host_memory.py; the training binary does it with
-          SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=1).
+  glibc   glibc's default malloc, which hands XLA:CPU's per-step temporaries back to the kernel,
+          so each step page-faults them in again (SYNTHETIC_PRETRAINING_HOST_MEMORY=glibc);
+  pooled  freed host memory kept, resident set capped at 1.2x its settled peak (the training
+          binary's default);
+  retain  freed host memory kept without a cap (SYNTHETIC_PRETRAINING_HOST_MEMORY=retain).
 
-Also printed per variant: system CPU-seconds and page faults per step, and the resident memory
-after the last step.
+Also printed per variant: system CPU-seconds and page faults per step, the resident memory after
+the last step and the process's peak, and how often the cap handed memory back.
 
   python benchmarks/train_throughput.py [--models cpu,small] [--steps 3] [--rounds 2]
 
 Measured on the project's idle 2-core machine (AMD EPYC; fp32 matmul peak 211.4 GFLOP/s as this
-benchmark reads it), T5 1.0 small, batch 8, lengths 512/128, --steps 3 --rounds 2: before 9.810 s
-per step (median; 42.4% MFU, 1.29 million page faults and 4.4 system CPU-seconds per step), now
-6.846 s (748 tokens/s, 60.7% MFU, 0 page faults, 0.03 s), 1.43x; 6.1 GB resident in both.
+benchmark reads it), T5 1.0 small, batch 8, lengths 512/128, --steps 3 --rounds 2, before the
+`pooled` variant existed: glibc 9.810 s per step (median; 42.4% MFU, 1.29 million page faults and
+4.4 system CPU-seconds per step), retain 6.846 s (748 tokens/s, 60.7% MFU, 0 page faults, 0.03 s), 1.43x; 6.1 GB resident in both.
 docs/scale.md, "CPU train-step efficiency", has the profile of the step and the comparison with
 t5x's.
 """
@@ -37,9 +39,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from synthetic_pretraining.training import host_memory  # pylint: disable=wrong-import-position
 
-VARIANTS = {"before": False, "now": True}  # name: keep freed host memory
-if __name__ == "__main__" and "--child" in sys.argv and "--retain_host_memory" in sys.argv:
-  host_memory.retain_freed_memory(force=True)  # before jax's threads exist
+VARIANTS = host_memory.MODES  # each variant is a host memory mode
+if __name__ == "__main__" and "--child" in sys.argv:
+  for _arg in sys.argv:  # before jax's threads exist
+    if _arg.startswith("--host_memory="):
+      host_memory.configure(_arg.split("=", 1)[1])
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
@@ -123,18 +127,23 @@ def step_times(cfg, batch_size, n_in, n_out, steps):
   assert float(with_dropout) != float(without), "dropout is off in the benchmark step"
   for _ in range(2):  # compile; then the heap reaches its size (host_memory.py)
     state, sums = tr.train_step(state, batch)
+    host_memory.after_step()  # as the training loop does
     jax.block_until_ready(sums)
   times, system, faults = [], [], []
   for _ in range(steps):
     sys0, faults0 = _process_counters()
     start = time.perf_counter()
     state, sums = tr.train_step(state, batch)
+    host_memory.after_step()
     jax.block_until_ready((state.params, state.opt_state, sums))
     times.append(time.perf_counter() - start)
     sys1, faults1 = _process_counters()
     system.append(sys1 - sys0)
     faults.append(faults1 - faults0)
-  return {"times": times, "system": system, "faults": faults, "rss_gb": _resident_gb()}
+  peak = host_memory._status_bytes("VmHWM")  # pylint: disable=protected-access
+  return {"times": times, "system": system, "faults": faults, "rss_gb": _resident_gb(),
+          "peak_gb": peak / 1e9 if peak else float("nan"), "trims": host_memory.trims,
+          "mode": host_memory.mode()}
 
 
 def _child(args):
@@ -146,8 +155,9 @@ def _child(args):
 
 def _run_variant(name, model, steps):
   cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--models={model}",
-         f"--steps={steps}"] + (["--retain_host_memory"] if VARIANTS[name] else [])
-  env = dict(os.environ, **{host_memory.ENV_VAR: "0"})  # the child decides by its flag alone
+         f"--steps={steps}", f"--host_memory={name}"]
+  env = {k: v for k, v in os.environ.items()  # the child decides by its flag alone
+         if k not in (host_memory.ENV_VAR, host_memory.LEGACY_ENV_VAR)}
   out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
   lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
   if out.returncode or not lines:
@@ -162,7 +172,7 @@ def main():
   parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the variants")
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-  parser.add_argument("--retain_host_memory", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--host_memory", choices=VARIANTS, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
     return _child(args)
@@ -174,13 +184,17 @@ def main():
     cfg, batch, n_in, n_out = MODELS[model]
     flops = flops_lib.train_step_flops(cfg, batch, n_in, n_out)
     tokens = batch * (n_in + n_out)
-    results = {name: {"times": [], "system": [], "faults": [], "rss_gb": []} for name in variants}
+    results = {name: {"times": [], "system": [], "faults": [], "rss_gb": [], "peak_gb": [],
+                      "trims": []} for name in variants}
     for round_index in range(args.rounds):
       for name in (variants if round_index % 2 == 0 else variants[::-1]):
         r = _run_variant(name, model, args.steps)
         for key in ("times", "system", "faults"):
           results[name][key] += r[key]
-        results[name]["rss_gb"].append(r["rss_gb"])
+        if r["mode"] != name:
+          raise RuntimeError(f"variant {name!r} ran with host memory mode {r['mode']!r}")
+        for key in ("rss_gb", "peak_gb", "trims"):
+          results[name][key].append(r[key])
         peak = max(peak, r["peak"])
         print(f"  round {round_index + 1} {model}/{name}: "
               + " ".join(f"{t:.3f}" for t in r["times"]) + " s", flush=True)
@@ -193,7 +207,8 @@ def main():
       print(f"  {name:>7}: step {median:.3f} s (best {min(r['times']):.3f} s), "
             f"{tokens / median:,.0f} tokens/s, {flops / median / 1e9:.1f} GFLOP/s = "
             f"MFU {flops / median / peak:.1%}; system {np.median(r['system']):.2f} s/step, "
-            f"{np.median(r['faults']):,.0f} page faults/step, resident {max(r['rss_gb']):.1f} GB; "
+            f"{np.median(r['faults']):,.0f} page faults/step, resident {max(r['rss_gb']):.2f} GB "
+            f"(peak {max(r['peak_gb']):.2f} GB, {sum(r['trims'])} trims); "
             f"{base / median:.2f}x {variants[0]}")
 
 

@@ -31,14 +31,15 @@ processes (a Cloud TPU pod slice) every worker runs the same command; `jax.distr
 initialised from the environment (`distributed.initialize_from_environment`). Ctrl-C saves the
 last finished step and stops (130); a second Ctrl-C quits at once without saving.
 
-With SYNTHETIC_PRETRAINING_RETAIN_HOST_MEMORY=1 in the environment it first keeps freed host
-memory in the process (`host_memory`), so on CPU XLA's per-step temporaries are not
-page-faulted in again every step (faster steps, more resident memory; docs/scale.md).
+Started as a program it first tells malloc to keep freed host memory in the process, up to a cap
+(`training/host_memory`), so on CPU XLA's per-step temporaries are not page-faulted in again every
+step; SYNTHETIC_PRETRAINING_HOST_MEMORY=glibc leaves malloc as it is, =retain drops the cap
+(docs/scale.md).
 """
 if __name__ == "__main__":
   # Before jax or TensorFlow start threads: a thread keeps the malloc arena it first used.
   from synthetic_pretraining.training import host_memory
-  host_memory.retain_freed_memory()
+  host_memory.configure()
 
 import logging  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
@@ -52,6 +53,7 @@ from synthetic_pretraining import cli
 from synthetic_pretraining.training import accelerators
 from synthetic_pretraining.data import pipeline
 from synthetic_pretraining.training import distributed
+from synthetic_pretraining.training import host_memory
 from synthetic_pretraining import follow_run
 from synthetic_pretraining import gin_utils
 from synthetic_pretraining import paths
@@ -94,6 +96,7 @@ def run_flags(argv, entry_point=None) -> int:
 
 def _main(argv, entry_point) -> int:
   startup.configure_logging(logging.INFO)  # libraries at ERROR unless --verbose
+  host_memory.requested_mode()  # an unknown SYNTHETIC_PRETRAINING_HOST_MEMORY: one line
   gin_files, bindings, rest = gin_utils.split_gin_args(argv)
   if rest:
     raise errors.UsageError(

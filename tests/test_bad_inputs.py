@@ -306,6 +306,9 @@ CASES = [
     ("heartbeat_not_a_number", "train",
      lambda w, out: (_train_args(out), {**_env(), "JAX_HEARTBEAT_TIMEOUT_SECONDS": "soon"}),
      "JAX_HEARTBEAT_TIMEOUT_SECONDS='soon' must be an integer"),
+    ("host_memory_mode_unknown", "train",
+     lambda w, out: (_train_args(out), {**_env(), "SYNTHETIC_PRETRAINING_HOST_MEMORY": "lots"}),
+     "SYNTHETIC_PRETRAINING_HOST_MEMORY='lots': expected one of pooled, retain, glibc"),
     # --- eval
     ("eval_checkpoint_missing", "eval",
      lambda w, out: _run_args("eval", f"--gin.CHECKPOINT_PATH='{w['base']}/nothing_here'",

@@ -37,6 +37,11 @@ started again (its MODEL_DIR resumes and ends at once). `--dry_run` prints every
 estimated duration from the step times measured for each preset (PRESETS' comments). Gin files
 are found as by every binary (the working directory first, then the package's own).
 """
+if __name__ == "__main__":
+  # Before jax or TensorFlow start threads: the runs train in this process (training/host_memory).
+  from synthetic_pretraining.training import host_memory
+  host_memory.configure()
+
 import argparse
 import dataclasses
 import json

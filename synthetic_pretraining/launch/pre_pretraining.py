@@ -33,6 +33,11 @@ Runs happen in this process, one after another; a run whose final checkpoint exi
 when the driver is started again. Gin files are found as by every binary (the working directory
 first, then the package's own).
 """
+if __name__ == "__main__":
+  # Before jax or TensorFlow start threads: the runs train in this process (training/host_memory).
+  from synthetic_pretraining.training import host_memory
+  host_memory.configure()
+
 import dataclasses
 import os
 import sys

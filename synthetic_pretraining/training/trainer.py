@@ -30,6 +30,7 @@ from synthetic_pretraining.model import optimizers
 from synthetic_pretraining.model import partitioning
 from synthetic_pretraining.training import actions as actions_lib
 from synthetic_pretraining.training import evaluation
+from synthetic_pretraining.training import host_memory
 from synthetic_pretraining.training import inference
 from synthetic_pretraining.training import interrupts
 from synthetic_pretraining.training import loop
@@ -258,6 +259,7 @@ class TrainingRun:
                    model_dir, self.state.step, total_steps)
     self.inference = None
     self.window = loop.MetricWindow(add_sums, self.state.step)
+    host_memory.start_run()
     self.in_flight = InFlight()  # steps dispatched ahead of the host: at most two
     self.progress = loop.Progress(total_steps, self.state.step)
     self.last: Dict[str, float] = {}
@@ -293,6 +295,7 @@ class TrainingRun:
     batch = next(self.iterator)
     compiled_before = self.trainer.compilation_seconds
     self.state, sums = self.trainer.train_step(self.state, batch)
+    host_memory.after_step()  # the cap on memory kept for the next step (pooled mode)
     self.window.add(sums)
     self.in_flight.add(self.window.sums)
     if self.trainer.compilation_seconds != compiled_before:
