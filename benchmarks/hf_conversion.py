@@ -52,7 +52,7 @@ def phase_read(hf_dir: str) -> dict:
   from synthetic_pretraining.checkpointing import resolver  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining.model import partitioning  # pylint: disable=import-outside-toplevel
   model = _model()
-  abstract = partitioning.abstract_params(model, partitioning.PjitPartitioner(), jax.random.key(0))
+  abstract = partitioning.abstract_params(model, partitioning.PjitPartitioner())
   before = _current_rss_mib()
   start = time.perf_counter()
   params, _ = resolver.read_params(hf_dir, abstract)

@@ -85,7 +85,7 @@ def phase(name: str, args) -> dict:
     jax.block_until_ready(params)
   else:
     flat_shardings = traverse_util.flatten_dict(shardings, sep="/")
-    shapes = traverse_util.flatten_dict(jax.eval_shape(model.init_params, jax.random.key(0)),
+    shapes = traverse_util.flatten_dict(model.param_shapes(),
                                         sep="/")
     abstract = {p: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=flat_shardings[p])
                 for p, s in shapes.items()}

@@ -58,7 +58,7 @@ def export(checkpoint: str, output_dir: str, gin_files, bindings=(), dtype: str 
   model = models.EncoderDecoderModel()
   found = resolver.resolve(checkpoint)
   source = found.source
-  shapes = traverse_util.flatten_dict(jax.eval_shape(model.init_params, jax.random.key(0)),
+  shapes = traverse_util.flatten_dict(model.param_shapes(),
                                       sep="/")
   orbax_format.check_architecture(source.metadata(), shapes, found.path)
   hf_reader.check_model(source, model.config)

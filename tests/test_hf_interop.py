@@ -223,7 +223,7 @@ def test_reading_is_sharded_and_equals_reading_whole(tmp_path):
   source = resolver.resolve(os.path.join(directory, "config.json")).source
   model, whole = _ours(source)
   partitioner = partitioning.PjitPartitioner(num_partitions=2)
-  abstract = partitioning.abstract_params(model, partitioner, jax.random.key(0))
+  abstract = partitioning.abstract_params(model, partitioner)
   sharded, step = resolver.read_params(directory, abstract)
   assert step == 0
   flat = traverse_util.flatten_dict(sharded, sep="/")
@@ -348,7 +348,7 @@ def test_model_that_differs_beyond_shapes_is_refused(tmp_path):
   source = resolver.resolve(directory).source
   config = network.T5Config(**dict(source.architecture._asdict(), activations=("relu", "linear")))
   model = models.EncoderDecoderModel(config=config)
-  abstract = partitioning.abstract_params(model, partitioning.PjitPartitioner(), jax.random.key(0))
+  abstract = partitioning.abstract_params(model, partitioning.PjitPartitioner())
   with pytest.raises(hf_format.HFFormatError, match="activations"):
     preflight.check_initial_checkpoint(directory, abstract, "INITIAL_CHECKPOINT_PATH",
                                        model.config)

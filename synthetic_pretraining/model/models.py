@@ -70,10 +70,23 @@ class _TokenLossModel:
     """Initial parameters (a nested dict with t5x's paths), unboxed."""
     return nn.meta.unbox(self.init_boxed(rng))
 
+  def abstract_init(self):
+    """`init_boxed`'s output as shapes, boxed with their logical axes: traced once per model
+    (neither depends on the key, and a run asks for them several times, at half a second or more
+    of tracing each)."""
+    cached = self.__dict__.get("_abstract_init")
+    if cached is None or cached[0] != self.config:
+      cached = self.__dict__["_abstract_init"] = (
+          self.config, jax.eval_shape(self.init_boxed, jax.random.key(0)))
+    return cached[1]
+
   def logical_axes(self):
     """Tree of logical `PartitionSpec`s, one per parameter, from an abstract initialisation."""
-    abstract = jax.eval_shape(self.init_boxed, jax.random.key(0))
-    return nn.get_partition_spec(abstract)
+    return nn.get_partition_spec(self.abstract_init())
+
+  def param_shapes(self):
+    """The parameters as `ShapeDtypeStruct`s (unboxed, as `init_params` returns them)."""
+    return nn.meta.unbox(self.abstract_init())
 
   def loss_and_metrics(self, params, batch: Batch, dropout_rng=None):
     """Returns (loss, metric sums): sums so that several batches or hosts can be added up."""

@@ -156,9 +156,8 @@ def _derived_sharding(leaf_shape, param_shape, param_sharding, replicated):
   return replicated
 
 
-def abstract_params(model, partitioner: PjitPartitioner, init_key=None):
+def abstract_params(model, partitioner: PjitPartitioner):
   """The model's parameter tree as `ShapeDtypeStruct`s in their shardings (no arrays made)."""
-  init_key = jax.random.key(0) if init_key is None else init_key
   shardings = partitioner.param_shardings(model.logical_axes())
   return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                      jax.eval_shape(model.init_params, init_key), shardings)
+                      model.param_shapes(), shardings)

@@ -112,7 +112,7 @@ def run(args, gin_files, bindings) -> str:
   model = models.EncoderDecoderModel()
   partitioner = partitioning.PjitPartitioner()
   shardings = traverse_util.flatten_dict(partitioner.param_shardings(model.logical_axes()), sep="/")
-  shapes = traverse_util.flatten_dict(jax.eval_shape(model.init_params, jax.random.key(0)), sep="/")
+  shapes = traverse_util.flatten_dict(model.param_shapes(), sep="/")
   abstract = {p: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=shardings[p])
               for p, s in shapes.items()}
 

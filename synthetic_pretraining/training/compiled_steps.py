@@ -114,7 +114,7 @@ class Trainer:
     init_key, self.dropout_key = jax.random.split(jax.random.key(seed))
     self._init_key = init_key
     self.param_shardings = partitioner.param_shardings(model.logical_axes())
-    self.abstract_params = partitioning.abstract_params(model, partitioner, init_key)
+    self.abstract_params = partitioning.abstract_params(model, partitioner)
     self._train_step = None
     self._eval_step = None
     self.compilation_seconds = 0.0

@@ -223,10 +223,10 @@ def _append_lines(path: str, lines: List[str]) -> None:
 @gin.configurable
 def infer(*, model: models.EncoderDecoderModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
           inference_cfg: InferenceConfig = gin.REQUIRED, output_dir: str = gin.REQUIRED,
-          partitioner: Optional[partitioning.PjitPartitioner] = None, seed: int = 42):
+          partitioner: Optional[partitioning.PjitPartitioner] = None):
   """Decodes a task split with a checkpoint; writes every prediction and the metrics (infer.gin)."""
   partitioner = partitioner or partitioning.PjitPartitioner()
-  abstract = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
+  abstract = partitioning.abstract_params(model, partitioner)
   from synthetic_pretraining.training import preflight  # pylint: disable=import-outside-toplevel
   pipeline.check_feature_lengths(inference_cfg.task_feature_lengths)
   check_config(inference_cfg, partitioner)

@@ -153,7 +153,7 @@ def train(*, model: models.EncoderDecoderModel = gin.REQUIRED,
   if resuming and not schedule:
     stages_lib.check_resumable_without_stages(model_dir)
   extra_datasets = [getattr(a, "dataset_cfg", None) for a in actions]
-  abstract_params = partitioning.abstract_params(model, partitioner, jax.random.key(seed))
+  abstract_params = partitioning.abstract_params(model, partitioner)
   initial_checkpoint = preflight.check_run(  # bad input ends here, before anything is created
       partitioner=partitioner, datasets=(*train_cfgs, eval_dataset_cfg, *extra_datasets),
       output_dirs=[(model_dir, "MODEL_DIR")], abstract_params=abstract_params,
