@@ -128,6 +128,7 @@ def retain_freed_memory(force: bool = False) -> bool:
 
 
 def mode() -> str:
+  """The mode in effect in this process ('glibc' until `configure` changed it)."""
   return _mode
 
 
