@@ -21,10 +21,14 @@ the last step and the process's peak, and how often the cap handed memory back.
 
   python benchmarks/train_throughput.py [--models cpu,small] [--steps 3] [--rounds 2]
 
-Measured on the project's idle 2-core machine (AMD EPYC; fp32 matmul peak 211.4 GFLOP/s as this
-benchmark reads it), T5 1.0 small, batch 8, lengths 512/128, --steps 3 --rounds 2, before the
-`pooled` variant existed: glibc 9.810 s per step (median; 42.4% MFU, 1.29 million page faults and
-4.4 system CPU-seconds per step), retain 6.846 s (748 tokens/s, 60.7% MFU, 0 page faults, 0.03 s), 1.43x; 6.1 GB resident in both.
+Measured on the project's idle 2-core machine, T5 1.0 small, batch 8, lengths 512/128,
+--steps 3 --rounds 2, side by side in one run (2026-12-07, Intel Xeon with AVX-512; fp32 matmul
+peak 336.9 GFLOP/s as this benchmark reads it): pooled 5.315 s per step (median; 963 tokens/s,
+49.1% MFU, 18 page faults a step, peak resident 5.18 GB), retain 5.295 s (49.3%, 5.33 GB),
+glibc 7.023 s (37.2%, 1.31 million page faults and 3.2 system CPU-seconds a step, peak 5.44 GB):
+the default is 1.32x glibc's step at 0.95x its resident peak. On the AMD EPYC machine of
+2026-12-03 (peak 211.4 GFLOP/s), before `pooled` existed: glibc 9.810 s (42.4% MFU), retain
+6.846 s (60.7%), 6.1 GB resident in both.
 docs/scale.md, "CPU train-step efficiency", has the profile of the step and the comparison with
 t5x's.
 """
