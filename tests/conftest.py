@@ -1,5 +1,5 @@
-"""Test set-up: 8 fake CPU devices, the toy task importable, gin state cleared between tests,
-and every test marked `unit` or `e2e` (pytest.ini; `make test-fast` runs the unit tests)."""
+"""Test set-up: 8 fake CPU devices, the toy task importable, gin state cleared between tests, one
+trained toy run shared by the session (`trained_toy_run`), and every test marked `unit` or `e2e` (pytest.ini; `make test-fast` runs the unit tests)."""
 import os
 import shutil
 import sys
@@ -22,6 +22,15 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 else:
   _SESSION_CACHE = None
 
+# A folder every xdist worker of the session shares (the same inheritance), for runs trained once
+# per session (`trained_toy_run`).
+if "SYNTHETIC_PRETRAINING_TEST_SHARED_DIR" not in os.environ:
+  os.environ["SYNTHETIC_PRETRAINING_TEST_SHARED_DIR"] = _SESSION_SHARED = tempfile.mkdtemp(
+      prefix="shared-runs-")
+else:
+  _SESSION_SHARED = None
+
+import fcntl  # pylint: disable=wrong-import-position
 import gin  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
@@ -62,15 +71,40 @@ def pytest_collection_modifyitems(config, items):
   items.sort(key=lambda item: rank[item.getparent(pytest.Module)])
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-  gin.clear_config()
-  yield
+def _reset_gin():
   gin.clear_config()
   # Tasks that follow the configured vocabulary go back to the unconfigured default.
   registry = sys.modules.get("synthetic_pretraining.synthetic.registry")
   if registry is not None:
     registry.sync_vocabulary()
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  _reset_gin()
+
+
+@pytest.fixture(scope="session")
+def trained_toy_run():
+  """The model directory of one toy pre-training run (tests/toy_run.py, `shared_run_args`),
+  trained once per session for every test that only reads a trained run: the first xdist worker
+  to ask trains it under a file lock, the others wait for it and reuse it. Read-only: a test
+  that changes a run copies it first."""
+  import toy_run  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  shared = os.environ["SYNTHETIC_PRETRAINING_TEST_SHARED_DIR"]
+  model_dir = os.path.join(shared, "trained_toy_run")
+  with open(os.path.join(shared, "trained_toy_run.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(os.path.join(shared, "trained_toy_run.done")):
+      shutil.rmtree(model_dir, ignore_errors=True)  # a worker that died while training it
+      gin.clear_config()
+      assert train.main(toy_run.shared_run_args(model_dir)) == 0
+      _reset_gin()
+      open(os.path.join(shared, "trained_toy_run.done"), "w").close()
+  return model_dir
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +135,8 @@ def gcs(gcs_server, monkeypatch, tmp_path):
 
 
 def pytest_unconfigure(config):
-  """The session's compilation cache goes with the process that made it."""
+  """The session's compilation cache and shared folder go with the process that made them."""
   del config
-  if _SESSION_CACHE:
-    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+  for folder in (_SESSION_CACHE, _SESSION_SHARED):
+    if folder:
+      shutil.rmtree(folder, ignore_errors=True)

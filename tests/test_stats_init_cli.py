@@ -355,12 +355,11 @@ def test_every_paper_scheme_has_a_gin_file():
 
 
 # ------------------------------------------------------------------ training from statistics
-def test_a_model_initialised_from_statistics_trains(tmp_path):
-  common = [toy_run.CPU_MODEL, *toy_run.task_flags(), "--gin.BATCH_SIZE=16",
-            toy_run.lengths_flag(12, 12), "--gin.EVAL_STEPS=2", *toy_run.LEARNER]
-  source = str(tmp_path / "source")
-  assert train.main(common + ["--gin_file=gin/runs/pretrain.gin", f"--gin.MODEL_DIR='{source}'",
-                              "--gin.TRAIN_STEPS=10", "--gin.EVAL_PERIOD=1000"]) == 0
+def test_a_model_initialised_from_statistics_trains(tmp_path, trained_toy_run):
+  model = [toy_run.CPU_MODEL, *toy_run.SHARED_MODEL]
+  common = [*model, *toy_run.task_flags(), "--gin.BATCH_SIZE=16",
+            toy_run.lengths_flag(*toy_run.SHARED_LENGTHS), "--gin.EVAL_STEPS=2"]
+  source = trained_toy_run  # the session's shared pre-training run (tests/conftest.py)
   run = str(tmp_path / "from_stats")
   stats_out = str(tmp_path / "stats.json")
   assert train.main(common + ["--gin_file=gin/runs/finetune.gin",
@@ -376,9 +375,9 @@ def test_a_model_initialised_from_statistics_trains(tmp_path):
   # the same the binary computes from it.
   recorded = json.load(open(stats_out))
   assert recorded["scheme"] == SCHEME
-  assert recorded["source"] == os.path.join(source, "checkpoint_10")
+  assert recorded["source"] == os.path.join(source, f"checkpoint_{toy_run.SHARED_STEPS}")
   cli_dir = str(tmp_path / "cli")
-  assert stats_cli.main(common[:1] + common[-2:] + [
+  assert stats_cli.main(model + [
       f"--checkpoint={source}", f"--scheme={SCHEME}", f"--output_dir={cli_dir}"]) == 0
   assert recorded == json.load(open(os.path.join(cli_dir, "stats.json")))
   source_stats = {p["path"]: p for p in inspect_checkpoint.describe(source)["params"]}
