@@ -1,5 +1,6 @@
 """Test set-up: 8 fake CPU devices, the toy task importable, gin state cleared between tests, one
-trained toy run shared by the session (`trained_toy_run`), and every test marked `unit` or `e2e` (pytest.ini; `make test-fast` runs the unit tests)."""
+trained toy run shared by the session (`trained_toy_run`), and every test marked `unit` or `e2e`
+(pytest.ini; `make test-fast` runs the unit tests)."""
 import os
 import shutil
 import sys
