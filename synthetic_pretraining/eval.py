@@ -21,4 +21,4 @@ from synthetic_pretraining import train
 from synthetic_pretraining.training import evaluation
 
 if __name__ == "__main__":
-  sys.exit(train.main(entry_point=evaluation.evaluate_checkpoint))
+  sys.exit(train.main(entry_point=evaluation.evaluate_checkpoint_by_former_name))

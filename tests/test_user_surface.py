@@ -1,7 +1,7 @@
 """Smaller parts of the user's surface (issue 24): precompile keeps an earlier table and never says
 `fits yes` against an unknown memory size, a missing TFDS dataset is refused before MODEL_DIR
-exists, warnings go through logging (above the progress bar), and the floor plan names every
-module of the library."""
+exists, warnings go through logging (above the progress bar), the floor plan names every module of
+the library, and the gin names that moved with it still work."""
 import os
 import re
 import subprocess
@@ -106,3 +106,43 @@ def test_the_floor_plan_names_every_module_of_the_library():
              if not re.search(rf"\b{re.escape(os.path.basename(module))}\b", text)]
   assert not missing, f"docs/architecture.md does not name {missing}"
   assert "launch/" in text and "synthetic_pretraining.launch" in text
+
+
+# --- gin names from before the floor plan (docs/architecture.md, "Gin names") -----------------
+
+@pytest.mark.unit
+@pytest.mark.parametrize("statement", ["import synthetic_pretraining.vocabularies",
+                                       "from synthetic_pretraining import vocabularies"])
+def test_the_former_vocabularies_module_still_serves_gin_files(statement):
+  import gin  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.data import vocabularies  # pylint: disable=import-outside-toplevel
+  gin.parse_config(f"{statement}\nvocabularies.named_vocabulary.name = 'cpu_sp'\n"
+                   "VOCABULARY = @vocabularies.named_vocabulary()")
+  assert gin.query_parameter("vocabularies.named_vocabulary.name") == "cpu_sp"
+  assert vocabularies.configured_vocabulary().vocab_size == vocabularies.named_vocabulary(
+      "cpu_sp").vocab_size
+
+
+@pytest.mark.e2e
+def test_a_copy_of_the_former_eval_gin_still_runs_and_gives_the_same_metrics(tmp_path,
+                                                                           trained_toy_run):
+  """gin/runs/eval.gin as it was before the floor plan bound `trainer.evaluate_checkpoint`."""
+  import json  # pylint: disable=import-outside-toplevel
+  import toy_run  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining.training import evaluation  # pylint: disable=import-outside-toplevel
+  current = open(os.path.join(REPO, "gin", "runs", "eval.gin"), encoding="utf-8").read()
+  assert "evaluation.evaluate_checkpoint." in current
+  former = tmp_path / "former_eval.gin"
+  former.write_text(current.replace("evaluation.evaluate_checkpoint.", "trainer.evaluate_checkpoint."))
+  metrics = {}
+  for name, gin_file in (("current", "gin/runs/eval.gin"), ("former", str(former))):
+    out = tmp_path / name
+    assert train.main([toy_run.CPU_MODEL, *toy_run.SHARED_MODEL, f"--gin_file={gin_file}",
+                       *toy_run.task_flags(), toy_run.lengths_flag(*toy_run.SHARED_LENGTHS),
+                       "--gin.BATCH_SIZE=16", "--gin.EVAL_STEPS=2",
+                       f"--gin.CHECKPOINT_PATH='{trained_toy_run}'", f"--gin.EVAL_OUTPUT_DIR='{out}'"],
+                      entry_point=evaluation.evaluate_checkpoint_by_former_name) == 0
+    (record,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    metrics[name] = record
+  assert metrics["former"] == metrics["current"] and metrics["current"]["step"] == toy_run.SHARED_STEPS
