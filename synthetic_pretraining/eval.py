@@ -20,5 +20,11 @@ import sys
 from synthetic_pretraining import train
 from synthetic_pretraining.training import evaluation
 
+
+def main(argv=None) -> int:
+  """Runs the binary on `argv` (default: sys.argv[1:]); returns its exit code."""
+  return train.main(argv, entry_point=evaluation.evaluate_checkpoint_by_former_name)
+
+
 if __name__ == "__main__":
-  sys.exit(train.main(entry_point=evaluation.evaluate_checkpoint_by_former_name))
+  sys.exit(main())

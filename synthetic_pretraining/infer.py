@@ -21,5 +21,11 @@ import sys
 from synthetic_pretraining.training import inference
 from synthetic_pretraining import train
 
+
+def main(argv=None) -> int:
+  """Runs the binary on `argv` (default: sys.argv[1:]); returns its exit code."""
+  return train.main(argv, entry_point=inference.infer)
+
+
 if __name__ == "__main__":
-  sys.exit(train.main(entry_point=inference.infer))
+  sys.exit(main())

@@ -418,20 +418,16 @@ def test_statistics_init_from_transformers_equals_the_one_from_our_checkpoint(tm
 MODEL_BINDINGS = toy_run.SHARED_MODEL
 
 
-@pytest.fixture
-def trained_dir(trained_toy_run):
-  return trained_toy_run
-
-
 @pytest.mark.e2e
-def test_trained_run_exported_loads_in_transformers_with_the_same_outputs(tmp_path, trained_dir):
+def test_trained_run_exported_loads_in_transformers_with_the_same_outputs(tmp_path,
+                                                                          trained_toy_run):
   import gin  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining import export_hf  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining import gin_utils  # pylint: disable=import-outside-toplevel
   from synthetic_pretraining.data import vocabularies  # pylint: disable=import-outside-toplevel
   _, transformers = _torch()
   out = str(tmp_path / "hf")
-  assert export_hf.main([f"--checkpoint={trained_dir}", "--gin_file=gin/models/t5_1_0/cpu.gin",
+  assert export_hf.main([f"--checkpoint={trained_toy_run}", "--gin_file=gin/models/t5_1_0/cpu.gin",
                          *MODEL_BINDINGS, f"--output_dir={out}"]) == 0
   assert sorted(os.listdir(out)) == ["config.json", "model.safetensors", "special_tokens_map.json",
                                      "spiece.model", "tokenizer_config.json"]
@@ -450,7 +446,8 @@ def test_trained_run_exported_loads_in_transformers_with_the_same_outputs(tmp_pa
   model = models.EncoderDecoderModel(
       config=network.T5Config(**{**gin.get_configurable(network.T5Config)().__dict__,
                                  "vocab_size": hf_model.config.vocab_size, "dropout_rate": 0.0}))
-  params = traverse_util.unflatten_dict(resolver.resolve(trained_dir).source.read_numpy(), sep="/")
+  params = traverse_util.unflatten_dict(resolver.resolve(trained_toy_run).source.read_numpy(),
+                                        sep="/")
   rng = np.random.RandomState(3)
   inputs = rng.randint(3, 40, size=(4, 10)).astype(np.int32)
   inputs[:, -1] = 1
@@ -460,7 +457,7 @@ def test_trained_run_exported_loads_in_transformers_with_the_same_outputs(tmp_pa
   np.testing.assert_array_equal(_our_greedy(model, params, inputs, 12),
                                 _hf_greedy(hf_model, inputs, 12))
   # Exporting again into the same directory is refused in one line.
-  assert export_hf.main([f"--checkpoint={trained_dir}", "--gin_file=gin/models/t5_1_0/cpu.gin",
+  assert export_hf.main([f"--checkpoint={trained_toy_run}", "--gin_file=gin/models/t5_1_0/cpu.gin",
                          *MODEL_BINDINGS, f"--output_dir={out}"]) == 1
 
 

@@ -84,8 +84,9 @@ def test_every_launcher_has_a_fast_help_with_its_flags(name, tmp_path):
   result = _launch(name, "--help", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   # Fast because nothing heavy is imported (a clock here would fail on a busy machine).
-  imported = subprocess.run([sys.executable, "-c", _HELP_IMPORTS, f"synthetic_pretraining.launch.{name}"],
-                            capture_output=True, text=True, check=False, cwd=tmp_path,
+  imported = subprocess.run([sys.executable, "-c", _HELP_IMPORTS,
+                             f"synthetic_pretraining.launch.{name}"], capture_output=True,
+                            text=True, check=False, cwd=tmp_path,
                             env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
   assert imported.returncode == 0 and imported.stdout.strip() == "[]", (imported.stdout,
                                                                       imported.stderr[-3000:])

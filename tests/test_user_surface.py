@@ -129,20 +129,21 @@ def test_a_copy_of_the_former_eval_gin_still_runs_and_gives_the_same_metrics(tmp
   """gin/runs/eval.gin as it was before the floor plan bound `trainer.evaluate_checkpoint`."""
   import json  # pylint: disable=import-outside-toplevel
   import toy_run  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining import train  # pylint: disable=import-outside-toplevel
-  from synthetic_pretraining.training import evaluation  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import eval as eval_binary  # pylint: disable=import-outside-toplevel
   current = open(os.path.join(REPO, "gin", "runs", "eval.gin"), encoding="utf-8").read()
   assert "evaluation.evaluate_checkpoint." in current
   former = tmp_path / "former_eval.gin"
-  former.write_text(current.replace("evaluation.evaluate_checkpoint.", "trainer.evaluate_checkpoint."))
+  former.write_text(current.replace("evaluation.evaluate_checkpoint.",
+                                    "trainer.evaluate_checkpoint."))
   metrics = {}
   for name, gin_file in (("current", "gin/runs/eval.gin"), ("former", str(former))):
     out = tmp_path / name
-    assert train.main([toy_run.CPU_MODEL, *toy_run.SHARED_MODEL, f"--gin_file={gin_file}",
-                       *toy_run.task_flags(), toy_run.lengths_flag(*toy_run.SHARED_LENGTHS),
-                       "--gin.BATCH_SIZE=16", "--gin.EVAL_STEPS=2",
-                       f"--gin.CHECKPOINT_PATH='{trained_toy_run}'", f"--gin.EVAL_OUTPUT_DIR='{out}'"],
-                      entry_point=evaluation.evaluate_checkpoint_by_former_name) == 0
+    assert eval_binary.main([toy_run.CPU_MODEL, *toy_run.SHARED_MODEL, f"--gin_file={gin_file}",
+                             *toy_run.task_flags(), toy_run.lengths_flag(*toy_run.SHARED_LENGTHS),
+                             "--gin.BATCH_SIZE=16", "--gin.EVAL_STEPS=2",
+                             f"--gin.CHECKPOINT_PATH='{trained_toy_run}'",
+                             f"--gin.EVAL_OUTPUT_DIR='{out}'"]) == 0
     (record,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
     metrics[name] = record
-  assert metrics["former"] == metrics["current"] and metrics["current"]["step"] == toy_run.SHARED_STEPS
+  assert metrics["former"] == metrics["current"]
+  assert metrics["current"]["step"] == toy_run.SHARED_STEPS
